@@ -1,0 +1,195 @@
+"""The ``sidrec`` command line: one subcommand per pipeline stage.
+
+Every stage takes ``-c CONFIG`` (YAML mirroring :class:`sidrec.config.Config`),
+``-w WORKDIR`` and ``key=value`` overrides. User mistakes print one line
+(``error: …``) and exit with status 2; set ``SIDREC_DEBUG=1`` for a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sidrec import __version__
+from sidrec.config import Config, dump_config, load_config
+from sidrec.errors import SidrecError
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = list(args.overrides)
+    if getattr(args, "workdir", None):
+        overrides.insert(0, f"workdir={args.workdir}")
+    if getattr(args, "source", None):
+        overrides.insert(0, f"data.path={args.source}")
+    return load_config(args.config, overrides)
+
+
+def print_table(title: str, rows: Sequence[tuple[str, Any]]) -> None:
+    """Print a two-column table."""
+    width = max(len(k) for k, _ in rows)
+    vals = [f"{v:,}" if isinstance(v, int) else str(v) for _, v in rows]
+    vwidth = max(len(v) for v in vals)
+    line = "+" + "-" * (width + 2) + "+" + "-" * (vwidth + 2) + "+"
+    print(title)
+    print(line)
+    for (k, _), v in zip(rows, vals):
+        print(f"| {k:<{width}} | {v:>{vwidth}} |")
+    print(line)
+
+
+# ------------------------------------------------------------------ stage commands
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from sidrec.data import load_dataset, prepare
+
+    cfg = _config(args)
+    manifest = prepare(load_dataset(cfg.data), cfg.data, cfg.paths.data)
+    c, s = manifest["counts"], manifest["splits"]
+    print_table(
+        f"prepared {manifest['dataset']} -> {cfg.paths.data}",
+        [
+            ("users", c["users"]),
+            ("items", c["items"]),
+            ("interactions", c["interactions"]),
+            ("train users", s["train_users"]),
+            ("valid users", s["valid_users"]),
+            ("test users", s["test_users"]),
+            ("train interactions", s["train_interactions"]),
+            ("sliding-window samples", s["sliding_window_samples"]),
+        ],
+    )
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from sidrec.embed import run_embed
+
+    cfg = _config(args)
+    meta = run_embed(cfg, progress=not args.quiet)
+    print_table(
+        f"embedded items -> {cfg.paths.embeddings}",
+        [
+            ("model", meta["model"]),
+            ("items", meta["n_items"]),
+            ("dimension", meta["dim"]),
+            ("items/s", "cached" if meta["cached"] else meta["items_per_second"]),
+        ],
+    )
+
+
+def cmd_tokenize(args: argparse.Namespace) -> None:
+    from sidrec.tokenizers.stage import run_tokenize
+
+    cfg = _config(args)
+    metrics = run_tokenize(cfg, progress=not args.quiet)
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from sidrec.training.stage import run_train
+
+    cfg = _config(args)
+    result = run_train(cfg, resume=args.resume, progress=not args.quiet)
+    print(json.dumps(result, indent=2))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from sidrec.training.stage import run_evaluate
+
+    cfg = _config(args)
+    result = run_evaluate(cfg, save_predictions=args.save_predictions, exact_users=args.exact, progress=not args.quiet)
+    print(json.dumps(result, indent=2))
+
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    from sidrec.training.stage import run_recommend
+
+    cfg = _config(args)
+    history = [h for part in args.history for h in part.replace(",", " ").split()]
+    print(json.dumps(run_recommend(cfg, history, k=args.k), indent=2))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from sidrec.pipeline import run_pipeline
+
+    cfg = _config(args)
+    run_pipeline(cfg, progress=not args.quiet)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from sidrec.demo import run_demo
+
+    cfg = _config(args)
+    run_demo(cfg, progress=not args.quiet)
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    print(dump_config(_config(args)), end="")
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidrec",
+        description="Generative recommendation with semantic IDs. "
+        "Pipeline: prepare -> embed -> tokenize -> train -> evaluate -> recommend.",
+    )
+    parser.add_argument("--version", action="version", version=f"sidrec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], None], help: str, config_positional: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        if config_positional:
+            p.add_argument("config", metavar="CONFIG", help="YAML config file")
+        else:
+            p.add_argument("-c", "--config", default=None, help="YAML config file")
+        p.add_argument("-w", "--workdir", default=None, help="run directory (default: config's workdir)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-3")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("prepare", cmd_prepare, "load a dataset, k-core filter, split leave-one-out, write Parquet + manifest")
+    p.add_argument("--source", default=None, help="dataset path (same as data.path=...)")
+    add("embed", cmd_embed, "embed item text with a sentence-transformers encoder")
+    add("tokenize", cmd_tokenize, "fit a SID tokenizer and write SIDs + SID quality metrics")
+    p = add("train", cmd_train, "train the generative recommender (early stopping on validation NDCG@10)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p = add("evaluate", cmd_evaluate, "beam-search evaluation of the best checkpoint; writes metrics.json")
+    p.add_argument("--save-predictions", action="store_true", help="also write predictions.jsonl")
+    p.add_argument("--exact", type=int, default=0, metavar="N", help="also score N users exactly and report beam agreement")
+    p = add("recommend", cmd_recommend, "top-K item ids for a history of item ids, as JSON")
+    p.add_argument("--history", nargs="+", required=True, help="item ids, oldest first")
+    p.add_argument("-k", type=int, default=10, help="number of items to return")
+    add("run", cmd_run, "run prepare -> embed -> tokenize -> train -> evaluate from one config", config_positional=True)
+    add("demo", cmd_demo, "the whole pipeline on a built-in synthetic catalogue (a few minutes on CPU)")
+    add("config", cmd_config, "print the resolved config as YAML")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sidrec`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.fn(args)
+    except (SidrecError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        if os.environ.get("SIDREC_DEBUG"):
+            raise
+        msg = str(e) if isinstance(e, SidrecError) else f"{e.strerror}: {e.filename}"
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

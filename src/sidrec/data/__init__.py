@@ -1,0 +1,17 @@
+"""Datasets: loaders (a registry), preprocessing and the prepared on-disk form."""
+
+from sidrec.data import sequences  # noqa: F401  (registers the loader)
+from sidrec.data.base import RawDataset, available_datasets, load_dataset, register_dataset
+from sidrec.data.prepared import EvalExamples, PreparedData
+from sidrec.data.preprocess import k_core, prepare
+
+__all__ = [
+    "EvalExamples",
+    "PreparedData",
+    "RawDataset",
+    "available_datasets",
+    "k_core",
+    "load_dataset",
+    "prepare",
+    "register_dataset",
+]

@@ -1,0 +1,103 @@
+"""A prepared dataset on disk, and the leave-one-out splits derived from it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from sidrec.data.base import TEXT_FIELDS
+from sidrec.errors import SidrecError
+from sidrec.io import read_json
+
+SPLITS = ("valid", "test")
+
+
+@dataclass
+class EvalExamples:
+    """One held-out target per user.
+
+    Attributes:
+        users: (U,) user_idx.
+        histories: U arrays of item_idx, chronological, truncated to the most recent items.
+        targets: (U,) item_idx of the held-out item.
+    """
+
+    users: np.ndarray
+    histories: list[np.ndarray]
+    targets: np.ndarray
+
+
+class PreparedData:
+    """Items and chronological sequences written by ``sidrec prepare``.
+
+    Attributes:
+        item_ids: external item id of each item_idx.
+        user_ids: external user id of each user_idx.
+        sequences: per user_idx, the full chronological item_idx array.
+        manifest: the manifest written by prepare.
+    """
+
+    def __init__(self, root: str | Path):
+        root = Path(root)
+        self.root = root
+        self.manifest: dict[str, Any] = read_json(root / "manifest.json", "prepared data manifest (run `sidrec prepare` first)")
+        for name in ("items.parquet", "sequences.parquet"):
+            if not (root / name).is_file():
+                raise SidrecError(f"prepared data is incomplete: {root / name} is missing (re-run `sidrec prepare`)")
+        items = pq.read_table(root / "items.parquet")
+        seqs = pq.read_table(root / "sequences.parquet")
+        self.item_ids: list[str] = items.column("item_id").to_pylist()
+        self._items = items
+        self.user_ids: list[str] = seqs.column("user_id").to_pylist()
+        flat = seqs.column("items").combine_chunks()
+        offsets = flat.offsets.to_numpy()
+        values = flat.values.to_numpy().astype(np.int64)
+        self.sequences: list[np.ndarray] = [values[offsets[i] : offsets[i + 1]] for i in range(len(self.user_ids))]
+        self.max_history: int = int(self.manifest["params"]["max_history"])
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    def item_texts(self) -> list[dict[str, Any]]:
+        """Text fields per item_idx (structured values decoded from JSON)."""
+        cols = {f: self._items.column(f).to_pylist() for f in TEXT_FIELDS}
+        out = []
+        for n in range(self.n_items):
+            rec = {}
+            for f in TEXT_FIELDS:
+                v = cols[f][n]
+                if isinstance(v, str) and v[:1] in "[{":
+                    try:
+                        v = json.loads(v)
+                    except json.JSONDecodeError:
+                        pass
+                rec[f] = v
+            out.append(rec)
+        return out
+
+    def train_sequences(self) -> list[np.ndarray]:
+        """Each user's train part: the sequence without its last two items."""
+        return [s[:-2] for s in self.sequences]
+
+    def eval_examples(self, split: str) -> EvalExamples:
+        """Histories and targets for ``"valid"`` (second-to-last) or ``"test"`` (last)."""
+        if split not in SPLITS:
+            raise SidrecError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        cut = 2 if split == "valid" else 1
+        hist = [s[:-cut][-self.max_history :] for s in self.sequences]
+        targets = np.array([s[-cut] for s in self.sequences], dtype=np.int64)
+        return EvalExamples(users=np.arange(self.n_users, dtype=np.int64), histories=hist, targets=targets)
+
+    def item_index(self) -> dict[str, int]:
+        """External item id -> item_idx."""
+        return {i: n for n, i in enumerate(self.item_ids)}

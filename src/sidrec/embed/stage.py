@@ -1,0 +1,94 @@
+"""``sidrec embed``: embeddings for every prepared item, cached by content."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sidrec.config import Config
+from sidrec.data.prepared import PreparedData
+from sidrec.embed.encoder import embed_texts, resolve_model
+from sidrec.embed.text import render_item_text
+from sidrec.errors import SidrecError
+from sidrec.io import read_json, save_npy, sha256_text, sidrec_home, write_json
+
+
+def run_embed(cfg: Config, progress: bool = True) -> dict[str, Any]:
+    """Embed the items of ``workdir/data`` into ``workdir/embeddings``.
+
+    The cache key is (items.parquet sha256, model, fields): re-running with the
+    same inputs copies the cached vectors instead of re-encoding.
+    """
+    data = PreparedData(cfg.paths.data)
+    model_id = resolve_model(cfg.embed.model)
+    items_sha = data.manifest["outputs"]["items.parquet"]
+    key = sha256_text(items_sha, cfg.embed.model, ",".join(cfg.embed.fields))
+    cache = sidrec_home() / "embeddings" / key
+    out = cfg.paths.embeddings
+    if (cache / "embeddings.npy").is_file() and (cache / "meta.json").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("embeddings.npy", "meta.json"):
+            _copy_atomic(cache / name, out / name)
+        meta = read_json(out / "meta.json")
+        meta["cached"] = True
+        return meta
+    texts = [render_item_text(r, cfg.embed.fields) for r in data.item_texts()]
+    t0 = time.perf_counter()
+    emb = embed_texts(texts, cfg.embed.model, cfg.embed.batch_size, cfg.embed.device, progress)
+    seconds = time.perf_counter() - t0
+    if not np.isfinite(emb).all():
+        raise SidrecError(f"encoder {cfg.embed.model!r} produced NaN/inf embeddings")
+    meta = {
+        "model": cfg.embed.model,
+        "model_path": model_id,
+        "fields": list(cfg.embed.fields),
+        "n_items": int(emb.shape[0]),
+        "dim": int(emb.shape[1]),
+        "dtype": "float32",
+        "items_sha256": items_sha,
+        "cache_key": key,
+        "seconds": round(seconds, 3),
+        "items_per_second": round(emb.shape[0] / max(seconds, 1e-9), 1),
+        "item_ids": data.item_ids,  # row n of embeddings.npy is item_ids[n]
+        "example_text": texts[0] if texts else "",
+    }
+    for target in (cache, out):
+        target.mkdir(parents=True, exist_ok=True)
+        save_npy(target / "embeddings.npy", emb)
+        write_json(target / "meta.json", meta)
+    meta["cached"] = False
+    return meta
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    from sidrec.io import atomic_path
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def load_embeddings(root: str | Path, item_ids: list[str] | None = None) -> np.ndarray:
+    """Load ``embeddings.npy`` from an embeddings directory and check it.
+
+    Args:
+        root: directory written by ``sidrec embed``.
+        item_ids: if given, the rows must be in exactly this item order.
+    """
+    root = Path(root)
+    meta = read_json(root / "meta.json", "embeddings metadata (run `sidrec embed` first)")
+    path = root / "embeddings.npy"
+    if not path.is_file():
+        raise SidrecError(f"embeddings not found: {path} (run `sidrec embed` first)")
+    emb = np.load(path)
+    if emb.ndim != 2 or emb.shape[0] != meta["n_items"]:
+        raise SidrecError(f"{path}: expected shape ({meta['n_items']}, d), got {emb.shape}")
+    if item_ids is not None and meta["item_ids"] != list(item_ids):
+        raise SidrecError(f"{path}: item order differs from the prepared data; re-run `sidrec embed`")
+    if not np.isfinite(emb).all():
+        bad = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
+        raise SidrecError(f"{path}: row {bad} (item {meta['item_ids'][bad]!r}) has NaN/inf values")
+    return emb.astype(np.float32, copy=False)

@@ -1,0 +1,1 @@
+"""Metrics: ranking metrics (Recall/NDCG/MRR) and SID quality metrics."""
