@@ -19,13 +19,24 @@ from sidrec.config import Config, dump_config, load_config
 from sidrec.errors import SidrecError
 
 
-def _config(args: argparse.Namespace) -> Config:
-    overrides = list(args.overrides)
+def _overrides(args: argparse.Namespace) -> list[str]:
+    overrides = [o for o in args.overrides if "=" in o]
+    positional = [o for o in args.overrides if "=" not in o]
+    source = getattr(args, "source", None)
+    if positional:
+        # `sidrec prepare PATH`: a bare argument is the dataset path
+        if args.command != "prepare" or len(positional) > 1 or source:
+            raise SidrecError(f"unexpected argument {positional[0]!r}; overrides look like key=value")
+        source = positional[0]
+    if source:
+        overrides.insert(0, f"data.path={source}")
     if getattr(args, "workdir", None):
         overrides.insert(0, f"workdir={args.workdir}")
-    if getattr(args, "source", None):
-        overrides.insert(0, f"data.path={args.source}")
-    return load_config(args.config, overrides)
+    return overrides
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config, _overrides(args))
 
 
 def print_table(title: str, rows: Sequence[tuple[str, Any]]) -> None:
@@ -121,9 +132,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from sidrec.demo import run_demo
+    from sidrec.demo import demo_config, run_demo
 
-    cfg = _config(args)
+    cfg = demo_config(args.config, _overrides(args))
     run_demo(cfg, progress=not args.quiet)
 
 
@@ -151,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-c", "--config", default=None, help="YAML config file")
         p.add_argument("-w", "--workdir", default=None, help="run directory (default: config's workdir)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-        p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-3")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-3"
+                       + (" (a bare PATH is the dataset path)" if name == "prepare" else ""))
         p.set_defaults(fn=fn)
         return p
 

@@ -145,9 +145,11 @@ class RunPaths:
 # --------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Build a :class:`Config` from an optional YAML file and ``key=value`` overrides."""
-    cfg = Config()
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: Config | None = None
+) -> Config:
+    """Build a :class:`Config`: ``base`` (default: all defaults), then a YAML file, then overrides."""
+    cfg = base if base is not None else Config()
     if path is not None:
         path = Path(path)
         if not path.is_file():

@@ -1,6 +1,6 @@
 """Datasets: loaders (a registry), preprocessing and the prepared on-disk form."""
 
-from sidrec.data import sequences  # noqa: F401  (registers the loader)
+from sidrec.data import sequences, synthetic  # noqa: F401  (register the loaders)
 from sidrec.data.base import RawDataset, available_datasets, load_dataset, register_dataset
 from sidrec.data.prepared import EvalExamples, PreparedData
 from sidrec.data.preprocess import k_core, prepare
