@@ -188,7 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sidrec`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # overrides may come before and after options (`prepare PATH -w DIR key=value`)
+    args, extra = parser.parse_known_args(argv)
+    unknown = [x for x in extra if x.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = list(getattr(args, "overrides", [])) + extra
     try:
         args.fn(args)
     except (SidrecError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
