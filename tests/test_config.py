@@ -63,3 +63,10 @@ def test_yaml_errors(tmp_path: Path):
 def test_shipped_configs_load():
     for path in sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")):
         load_config(path)
+
+
+def test_demo_yaml_mirrors_demo_defaults():
+    from sidrec.demo import demo_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    assert load_config(path) == demo_config()
