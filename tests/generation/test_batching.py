@@ -1,8 +1,8 @@
 import numpy as np
 import torch
-from conftest import toy_sid_table
 
 from sidrec.generation.batching import hash_user_bins, make_history_batch
+from tests.generation.toy_generator import toy_sid_table
 
 
 def test_left_padding_most_recent_last():

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 import torch
-from conftest import ToyGRUGenerator, toy_sid_table, train_toy
 
 from sidrec.errors import SidrecError
 from sidrec.generation.batching import make_history_batch
 from sidrec.generation.beam import BeamResult, beam_search, ranked_items
 from sidrec.generation.trie import SIDTrie
+from tests.generation.toy_generator import ToyGRUGenerator, toy_sid_table, train_toy
 
 
 def _trie(sids):
