@@ -138,6 +138,26 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(cfg, progress=not args.quiet)
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from sidrec.bench import load_suite, run_suite, write_report
+    from sidrec.bench.suite import available_suites
+
+    suite_dir, results = Path(args.suite_dir), Path(args.results_dir)
+    if args.suite:
+        paths = run_suite(
+            load_suite(args.suite, suite_dir), seeds=args.seeds, quick=args.quick, results_dir=results,
+            work_root=Path(args.work_root), force=args.force, only=tuple(args.only),
+        )
+        print(f"{len(paths)} record(s) under {results / ('quick' if args.quick else '') / args.suite}")
+    if args.report:
+        written = write_report(Path(args.benchmarks_md), results, suite_dir, (args.suite,) if args.suite else ())
+        print(f"regenerated {', '.join(written)} in {args.benchmarks_md}")
+    if not args.suite and not args.report:
+        print("suites:", ", ".join(available_suites(suite_dir)))
+
+
 def cmd_config(args: argparse.Namespace) -> None:
     print(dump_config(_config(args)), end="")
 
@@ -182,6 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", cmd_run, "run prepare -> embed -> tokenize -> train -> evaluate from one config", config_positional=True)
     add("demo", cmd_demo, "the whole pipeline on a built-in synthetic catalogue (a few minutes on CPU)")
     add("config", cmd_config, "print the resolved config as YAML")
+    p = sub.add_parser("bench", help="run a benchmark suite (benchmarks/SUITE.yaml) and/or regenerate BENCHMARKS.md")
+    p.add_argument("suite", nargs="?", default=None, help="suite name; omit with --report to regenerate all")
+    p.add_argument("--quick", action="store_true", help="reduced budget on the synthetic catalogue (smoke check)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (tables show mean ± std)")
+    p.add_argument("--only", nargs="+", default=[], metavar="RUN", help="only these runs of the suite")
+    p.add_argument("--force", action="store_true", help="re-run runs that already have a record")
+    p.add_argument("--report", action="store_true", help="regenerate the tables of BENCHMARKS.md from the records")
+    p.add_argument("--suite-dir", default="benchmarks")
+    p.add_argument("--results-dir", default="benchmarks/results")
+    p.add_argument("--work-root", default="runs/bench")
+    p.add_argument("--benchmarks-md", default="BENCHMARKS.md")
+    p.set_defaults(fn=cmd_bench, overrides=[])
     return parser
 
 

@@ -1,0 +1,115 @@
+"""Regenerate ``BENCHMARKS.md`` tables from the JSON records.
+
+Each suite's table lives between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
+(appended as a new section the first time). Every cell comes from records: the mean
+over seeds (± std when there are several), the paper's number beside it and the
+relative difference; each row names its record files. Quick (smoke) records are
+never reported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+from sidrec.bench.suite import Suite, available_suites, load_suite
+from sidrec.errors import SidrecError
+from sidrec.io import atomic_open
+
+
+def load_records(results_dir: Path, suite: str) -> dict[str, list[dict[str, Any]]]:
+    """Full-budget records of ``suite``, grouped by run name (seed order)."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((results_dir / suite).glob("*.json")):
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        if rec.get("quick"):
+            continue
+        rec["_path"] = str(path)
+        grouped.setdefault(rec["run"], []).append(rec)
+    return grouped
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _cell(values: list[float], paper: float | None) -> str:
+    if not values:
+        return "—"
+    mean, std = _mean_std(values)
+    text = f"{mean:.4g}" + (f" ± {std:.2g}" if std is not None else "")
+    if paper is not None:
+        rel = (mean - paper) / paper * 100 if paper else float("nan")
+        text += f" (paper {paper:.4g}, {rel:+.1f}%)"
+    return text
+
+
+def suite_table(suite: Suite, results_dir: Path) -> str:
+    """Markdown for one suite, from its records."""
+    if suite.derive:
+        return _derived_table(suite, results_dir)
+    records = load_records(results_dir, suite.name)
+    if not records:
+        return f"_No full-budget records yet: run `sidrec bench {suite.name}`._\n"
+    columns = list(suite.columns) or sorted({k for recs in records.values() for k in recs[0]["metrics"]})
+    lines = ["| run | seeds | " + " | ".join(columns) + " | records |", "|---|---:|" + "---|" * len(columns) + "---|"]
+    commits = set()
+    for run in suite.runs:
+        recs = records.get(run.name, [])
+        if not recs:
+            continue
+        commits.update(r["git"]["commit"][:7] for r in recs)
+        cells = [_cell([r["metrics"][c] for r in recs if c in r["metrics"]], run.paper.get(c)) for c in columns]
+        files = ", ".join(f"`{Path(r['_path']).name}`" for r in recs)
+        lines.append(f"| {run.name} | {len(recs)} | " + " | ".join(cells) + f" | {files} |")
+    machine = next(iter(records.values()))[0]["machine"]
+    lines.append("")
+    lines.append(
+        f"Records: `{results_dir / suite.name}/`; commit(s) {', '.join(sorted(commits))}; "
+        f"{machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}. "
+        f"Re-run: `sidrec bench {suite.name}` (add `--seeds N` for mean ± std)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _derived_table(suite: Suite, results_dir: Path) -> str:
+    from scipy.stats import spearmanr
+
+    d = suite.derive
+    if d.get("kind") != "spearman":
+        raise SidrecError(f"{suite.path}: derive.kind must be 'spearman', got {d.get('kind')!r}")
+    records = load_records(results_dir, d["source"])
+    runs = [r for r, recs in sorted(records.items()) if all(d["target"] in x["metrics"] for x in recs)]
+    if len(runs) < 3:
+        return f"_Needs full-budget records of at least 3 runs of suite `{d['source']}` (have {len(runs)})._\n"
+    target = [_mean_std([x["metrics"][d["target"]] for x in records[r]])[0] for r in runs]
+    lines = [f"| SID metric | Spearman ρ with {d['target']} (ours, n={len(runs)}) | paper |", "|---|---:|---:|"]
+    for metric in d.get("metrics", []):
+        vals = [_mean_std([x["metrics"].get(metric, float("nan")) for x in records[r]])[0] for r in runs]
+        rho = spearmanr(vals, target).statistic
+        paper = d.get("paper", {}).get(metric)
+        lines.append(f"| {metric} | {rho:+.3f} | {'—' if paper is None else f'{paper:+.3f}'} |")
+    lines.append("")
+    lines.append(f"Computed from the records of `{d['source']}` ({', '.join(runs)}); re-run: `sidrec bench --report`.")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(benchmarks_md: Path = Path("BENCHMARKS.md"), results_dir: Path = Path("benchmarks/results"), suite_dir: Path = Path("benchmarks"), suites: tuple[str, ...] = ()) -> list[str]:
+    """Rewrite each suite's block in ``benchmarks_md``; returns the suites written."""
+    text = benchmarks_md.read_text(encoding="utf-8") if benchmarks_md.is_file() else "# Benchmarks\n"
+    names = list(suites) or available_suites(suite_dir)
+    for name in names:
+        suite = load_suite(name, suite_dir)
+        body = f"<!-- bench:{name} -->\n{suite_table(suite, results_dir)}<!-- /bench:{name} -->"
+        pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+        if pattern.search(text):
+            text = pattern.sub(lambda _: body, text)
+        else:
+            header = f"\n## Suite `{name}`: {suite.title}\n\n" + (f"{suite.paper}\n\n" if suite.paper else "") + (f"{suite.notes.strip()}\n\n" if suite.notes else "")
+            text = text.rstrip("\n") + "\n" + header + body + "\n"
+    with atomic_open(benchmarks_md, "w", encoding="utf-8") as f:
+        f.write(text)
+    return names

@@ -1,0 +1,148 @@
+"""Benchmark suite definitions.
+
+A suite is a YAML file ``benchmarks/<name>.yaml``::
+
+    name: grid
+    title: GRID Table 1 — tokenizers
+    paper: GRID (Ju et al., 2025), Table 1, Amazon Beauty
+    dataset: amazon-beauty-2014          # directory under $SIDREC_DATA
+    stages: [prepare, embed, tokenize, train, evaluate]
+    base: {tokenizer.method: rkmeans}    # overrides for every run
+    quick: {train.max_steps: 30}         # extra overrides for --quick (synthetic data, tiny budget)
+    columns: [evaluate/recall@10, evaluate/ndcg@10]
+    runs:
+      - name: rkmeans
+        overrides: {tokenizer.method: rkmeans}
+        paper: {evaluate/recall@10: 0.0639}
+      - name: speed
+        script: benchmarks/tokenizer_speed.py   # a script run: last stdout line is a JSON dict
+    derive: {kind: spearman, source: tokenizers, target: evaluate/recall@10}   # computed, no runs
+
+Overrides use the config's dotted keys, so an unknown key fails when the suite is
+loaded, not an hour into the run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sidrec.config import Config, apply_overrides
+from sidrec.errors import SidrecError
+from sidrec.pipeline import STAGES
+
+SUITE_DIR = Path("benchmarks")
+_SUITE_KEYS = {"name", "title", "paper", "dataset", "stages", "base", "quick", "columns", "runs", "derive", "notes"}
+_RUN_KEYS = {"name", "overrides", "paper", "script", "stages"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One configuration of a suite (a pipeline run, or a script that prints JSON)."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    paper: dict[str, float] = field(default_factory=dict)
+    script: str = ""
+    stages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named list of runs plus how to show them."""
+
+    name: str
+    title: str
+    paper: str
+    dataset: str
+    stages: tuple[str, ...]
+    base: dict[str, Any]
+    quick: dict[str, Any]
+    columns: tuple[str, ...]
+    runs: tuple[Run, ...]
+    derive: dict[str, Any]
+    notes: str
+    path: Path
+
+    def config(self, run: Run, seed: int, quick: bool, workdir: Path) -> Config:
+        """The fully resolved config of ``run`` with ``seed``."""
+        items: dict[str, Any] = {}
+        if quick:
+            items.update({"data.dataset": "synthetic", "data.path": "0"})
+        else:
+            items.update({"data.dataset": "sequences", "data.path": str(data_root() / self.dataset)})
+        items.update(self.base)
+        items.update(run.overrides)
+        if quick:
+            items.update(self.quick)
+        items.update({"workdir": str(workdir), "seed": seed, "tokenizer.seed": seed})
+        return apply_overrides(Config(), [f"{k}={_fmt(v)}" for k, v in items.items()])
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, list | tuple):
+        return ",".join(str(x) for x in v)
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
+def data_root() -> Path:
+    """Where the real datasets live: ``$SIDREC_DATA`` or ``../shared/data``."""
+    return Path(os.environ.get("SIDREC_DATA", "../shared/data"))
+
+
+def available_suites(suite_dir: Path = SUITE_DIR) -> list[str]:
+    """Names of the suites under ``suite_dir``."""
+    return sorted(p.stem for p in suite_dir.glob("*.yaml"))
+
+
+def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
+    """Load and validate ``suite_dir/<name>.yaml`` (every run's config is resolved once)."""
+    path = suite_dir / f"{name}.yaml"
+    if not path.is_file():
+        raise SidrecError(f"unknown benchmark suite {name!r}; available: {', '.join(available_suites(suite_dir)) or 'none'} (in {suite_dir})")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise SidrecError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
+    unknown = set(raw) - _SUITE_KEYS
+    if unknown:
+        raise SidrecError(f"{path}: unknown key {sorted(unknown)[0]!r}; valid keys: {', '.join(sorted(_SUITE_KEYS))}")
+    runs = []
+    for n, r in enumerate(raw.get("runs") or []):
+        bad = set(r) - _RUN_KEYS
+        if bad or "name" not in r:
+            raise SidrecError(f"{path}: run {n}: needs a 'name' and only keys {', '.join(sorted(_RUN_KEYS))}")
+        stages = tuple(r.get("stages") or ())
+        runs.append(Run(r["name"], dict(r.get("overrides") or {}), dict(r.get("paper") or {}), r.get("script", ""), stages))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise SidrecError(f"{path}: run names must be unique")
+    stages = tuple(raw.get("stages") or STAGES)
+    for s in stages + tuple(s for r in runs for s in r.stages):
+        if s not in STAGES:
+            raise SidrecError(f"{path}: unknown stage {s!r}; valid stages: {', '.join(STAGES)}")
+    suite = Suite(
+        name=raw.get("name", name),
+        title=raw.get("title", name),
+        paper=raw.get("paper", ""),
+        dataset=raw.get("dataset", "amazon-beauty-2014"),
+        stages=stages,
+        base=dict(raw.get("base") or {}),
+        quick=dict(raw.get("quick") or {}),
+        columns=tuple(raw.get("columns") or ()),
+        runs=tuple(runs),
+        derive=dict(raw.get("derive") or {}),
+        notes=raw.get("notes", ""),
+        path=path,
+    )
+    for run in suite.runs:  # fail now on a bad key, not after an hour of benchmarks
+        if not run.script:
+            suite.config(run, 0, quick=False, workdir=Path("_"))
+            suite.config(run, 0, quick=True, workdir=Path("_"))
+    return suite

@@ -1,0 +1,101 @@
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sidrec.bench import load_suite, run_suite, write_report
+from sidrec.errors import SidrecError
+
+SUITE = """
+name: toy
+title: toy suite
+paper: "Toy et al., Table 1"
+stages: [prepare]
+base: {data.min_count: 0}
+columns: [prepare/counts/users, script/value]
+runs:
+  - name: small-history
+    overrides: {data.max_history: 5}
+    paper: {prepare/counts/users: 1000}
+  - name: scripted
+    script: SCRIPT
+"""
+
+SCRIPT = """
+import argparse, json
+p = argparse.ArgumentParser(); p.add_argument("--seed", type=int); p.add_argument("--quick", action="store_true")
+a = p.parse_args()
+print("noise line")
+print(json.dumps({"value": 10 + a.seed, "quick": a.quick}))
+"""
+
+
+@pytest.fixture
+def suite_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "benchmarks"
+    d.mkdir()
+    (d / "script.py").write_text(SCRIPT)
+    (d / "toy.yaml").write_text(SUITE.replace("SCRIPT", str(d / "script.py")))
+    return d
+
+
+def test_suite_validation(suite_dir: Path):
+    (suite_dir / "bad.yaml").write_text("runs:\n  - name: a\n    overrides: {train.lrr: 1}\n")
+    with pytest.raises(SidrecError, match="unknown key 'train.lrr'"):
+        load_suite("bad", suite_dir)
+    (suite_dir / "bad.yaml").write_text("rnus: []\n")
+    with pytest.raises(SidrecError, match="unknown key 'rnus'"):
+        load_suite("bad", suite_dir)
+    with pytest.raises(SidrecError, match="unknown benchmark suite 'nope'; available: bad, toy"):
+        load_suite("nope", suite_dir)
+
+
+def test_quick_run_writes_records_resumably_and_reports(suite_dir: Path, tmp_path: Path, capsys):
+    suite = load_suite("toy", suite_dir)
+    results, work = tmp_path / "results", tmp_path / "work"
+    paths = run_suite(suite, seeds=2, quick=True, results_dir=results, work_root=work)
+    assert len(paths) == 4 and all(p.parent == results / "quick" / "toy" for p in paths)
+    rec = json.loads(paths[0].read_text())
+    assert rec["quick"] is True and rec["config"]["data"]["max_history"] == 5
+    assert rec["metrics"]["prepare/counts/users"] == 2000  # the synthetic catalogue's users
+    assert set(rec["seconds"]) == {"prepare"} and rec["peak_memory_mb"] > 0
+    assert len(rec["dataset"]["checksum"]) == 64 and rec["machine"]["cores"] >= 1
+    assert json.loads(paths[3].read_text())["metrics"] == {"script/value": 11.0}
+    mtimes = [p.stat().st_mtime_ns for p in paths]
+    run_suite(suite, seeds=2, quick=True, results_dir=results, work_root=work)  # resumes: nothing re-run
+    assert [p.stat().st_mtime_ns for p in paths] == mtimes
+    assert "record exists, skipped" in capsys.readouterr().out
+
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\nhand-written text stays\n")
+    write_report(md, results, suite_dir, ("toy",))
+    text = md.read_text()
+    assert "hand-written text stays" in text and "No full-budget records yet" in text  # quick records never reported
+
+    # promote the quick records to full-budget ones to exercise the table
+    (results / "toy").mkdir()
+    for p in paths:
+        r = json.loads(p.read_text())
+        r["quick"] = False
+        (results / "toy" / p.name).write_text(json.dumps(r))
+    write_report(md, results, suite_dir, ("toy",))
+    text = md.read_text()
+    assert "| small-history | 2 | 2000 ± 0 (paper 1000, +100.0%) | — |" in text
+    assert "| scripted | 2 | — | 10.5 ± 0.71 |" in text
+    assert text.count("<!-- bench:toy -->") == 1
+    write_report(md, results, suite_dir, ("toy",))  # idempotent
+    assert md.read_text() == text
+
+
+def test_failed_run_is_reported_and_others_kept(suite_dir: Path, tmp_path: Path):
+    (suite_dir / "broken.yaml").write_text(textwrap.dedent("""
+        stages: [prepare]
+        runs:
+          - name: ok
+          - name: broken
+            overrides: {data.dataset: sequences, data.path: /nonexistent}
+    """))
+    suite = load_suite("broken", suite_dir)
+    with pytest.raises(SidrecError, match="1 run\\(s\\) of suite 'broken' failed; first: broken seed 0: .*not found"):
+        run_suite(suite, quick=False, results_dir=tmp_path / "r", work_root=tmp_path / "w", only=("broken",))
