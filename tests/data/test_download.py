@@ -68,7 +68,7 @@ class Handler(BaseHTTPRequestHandler):
 def serving(files: dict[str, bytes]) -> Iterator[Server]:
     """Run a :class:`Server` in a background thread for the duration of the block."""
     server = Server(files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)  # fast shutdown
     thread.start()
     try:
         yield server

@@ -1,5 +1,9 @@
 """Datasets: loaders (a registry), preprocessing and the prepared on-disk form."""
 
+from sidrec.data import amazon2014  # noqa: F401  (registers the loader)
+from sidrec.data import interactions  # noqa: F401  (registers the loader)
+from sidrec.data import lastfm  # noqa: F401  (registers the loader)
+from sidrec.data import movielens  # noqa: F401  (registers the loader)
 from sidrec.data import sequences, synthetic  # noqa: F401  (register the loaders)
 from sidrec.data.base import RawDataset, available_datasets, load_dataset, register_dataset
 from sidrec.data.prepared import EvalExamples, PreparedData
