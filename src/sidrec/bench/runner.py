@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -64,6 +65,8 @@ def run_suite(
                 print(f"[{suite.name}] {run.name} seed {seed}: record exists, skipped ({path})", flush=True)
                 continue
             workdir = work_root / ("quick" if quick else "full") / suite.name / f"{run.name}-seed{seed}"
+            if run.source:
+                _copy_run_dir(workdir.parent / f"{run.source}-seed{seed}", workdir)
             print(f"[{suite.name}] {run.name} seed {seed}: running in {workdir}", flush=True)
             args = (str(suite.path), run.name, seed, quick, str(workdir))
             if quick:  # smoke runs: no fresh interpreter (imports cost more than the run)
@@ -81,6 +84,15 @@ def run_suite(
     if failures:
         raise SidrecError(f"{len(failures)} run(s) of suite {suite.name!r} failed; first: {failures[0]}")
     return paths
+
+
+def _copy_run_dir(src: Path, dst: Path) -> None:
+    """Start ``dst`` as a copy of another run's directory (its data, SIDs and trained model)."""
+    if not (src / "run_summary.json").is_file():
+        raise SidrecError(f"run directory {src} is incomplete; run its suite entry first")
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
 
 
 def _worker(suite_path: str, run_name: str, seed: int, quick: bool, workdir: str) -> tuple[str, Any]:

@@ -14,6 +14,10 @@ A suite is a YAML file ``benchmarks/<name>.yaml``::
       - name: rkmeans
         overrides: {tokenizer.method: rkmeans}
         paper: {evaluate/recall@10: 0.0639}
+      - name: free-beam                       # reuse rkmeans's trained model, only re-evaluate
+        from: rkmeans
+        stages: [evaluate]
+        overrides: {eval.constrained: false}
       - name: speed
         script: benchmarks/tokenizer_speed.py   # a script run: last stdout line is a JSON dict
     derive: {kind: spearman, source: tokenizers, target: evaluate/recall@10}   # computed, no runs
@@ -37,7 +41,7 @@ from sidrec.pipeline import STAGES
 
 SUITE_DIR = Path("benchmarks")
 _SUITE_KEYS = {"name", "title", "paper", "dataset", "stages", "base", "quick", "columns", "runs", "derive", "notes"}
-_RUN_KEYS = {"name", "overrides", "paper", "script", "stages"}
+_RUN_KEYS = {"name", "overrides", "paper", "script", "stages", "from"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Run:
     paper: dict[str, float] = field(default_factory=dict)
     script: str = ""
     stages: tuple[str, ...] = ()
+    source: str = ""  # "from": start from a copy of this run's directory (e.g. re-evaluate its model)
 
 
 @dataclass(frozen=True)
@@ -119,10 +124,13 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
         if bad or "name" not in r:
             raise SidrecError(f"{path}: run {n}: needs a 'name' and only keys {', '.join(sorted(_RUN_KEYS))}")
         stages = tuple(r.get("stages") or ())
-        runs.append(Run(r["name"], dict(r.get("overrides") or {}), dict(r.get("paper") or {}), r.get("script", ""), stages))
+        runs.append(Run(r["name"], dict(r.get("overrides") or {}), dict(r.get("paper") or {}), r.get("script", ""), stages, r.get("from", "")))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise SidrecError(f"{path}: run names must be unique")
+    for r in runs:
+        if r.source and (r.source not in names or names.index(r.source) >= names.index(r.name)):
+            raise SidrecError(f"{path}: run {r.name!r} starts 'from' {r.source!r}, which must be an earlier run of the suite")
     stages = tuple(raw.get("stages") or STAGES)
     for s in stages + tuple(s for r in runs for s in r.stages):
         if s not in STAGES:
