@@ -129,7 +129,7 @@ def _verify_cached(dest: Path, expected: str | None) -> None:
     if expected is not None and actual != expected:
         raise SidrecError(f"{dest}: sha256 mismatch (expected {expected}, got {actual}); delete it to download again")
     if not recorded:
-        # Placed by hand (or a crash between rename and sidecar): from now on, changes are detected.
+        # Placed by hand (e.g. copied from another machine): from now on, changes to it are detected.
         _write_sidecar(dest, actual)
 
 
@@ -184,7 +184,9 @@ def _download(url: str, part: Path, progress: bool) -> None:
 class _KeepStatus(urllib.request.HTTPErrorProcessor):
     """Hand 416 back as a response, so a stale ``.part`` can be restarted instead of failing."""
 
-    def http_response(self, request, response):  # type: ignore[no-untyped-def]
+    def http_response(
+        self, request: urllib.request.Request, response: http.client.HTTPResponse
+    ) -> http.client.HTTPResponse:
         if response.status == 416:
             return response
         return super().http_response(request, response)
