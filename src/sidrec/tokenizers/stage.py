@@ -1,0 +1,91 @@
+"""``sidrec tokenize``: fit a tokenizer on the item embeddings and write the SIDs.
+
+Writes into ``workdir/tokenizer``:
+
+- ``tokenizer.json`` + ``tokenizer.safetensors``: the fitted tokenizer (:meth:`Tokenizer.load`);
+- ``sids.csv`` + ``sid_table.json``: the collision-resolved SID table (:class:`SIDTable`);
+- ``sid_metrics.json``: SID quality metrics (:mod:`sidrec.metrics.sid_quality`) and timings;
+- ``codebook_usage.png``: sorted codeword counts per level.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sidrec.config import Config, config_to_dict
+from sidrec.data.prepared import PreparedData
+from sidrec.embed.stage import load_embeddings
+from sidrec.io import atomic_path, write_json
+from sidrec.metrics.sid_quality import sid_quality
+from sidrec.tokenizers.base import build_tokenizer
+from sidrec.tokenizers.sid_table import SIDTable
+
+METRICS_FILE = "sid_metrics.json"
+PLOT_FILE = "codebook_usage.png"
+
+
+def run_tokenize(cfg: Config, progress: bool = True) -> dict[str, Any]:
+    """Fit ``cfg.tokenizer`` on ``workdir/embeddings`` and write SIDs + metrics.
+
+    Returns:
+        The metrics dict written to ``sid_metrics.json`` (includes ``fit_seconds``).
+    """
+    data = PreparedData(cfg.paths.data)
+    emb = load_embeddings(cfg.paths.embeddings, data.item_ids)
+    tok = build_tokenizer(cfg.tokenizer)
+    t0 = time.perf_counter()
+    tok.fit(emb, progress=progress)
+    fit_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    codes = tok.encode(emb)
+    encode_seconds = time.perf_counter() - t0
+    table = SIDTable.build(data.item_ids, codes, tok.codebook_sizes, cfg.tokenizer.collision, seed=cfg.tokenizer.seed)
+
+    out = cfg.paths.tokenizer
+    tok.save(out)
+    table.save(out)
+    metrics: dict[str, Any] = {
+        "method": tok.name,
+        "params": tok.get_params(),
+        "n_items": int(emb.shape[0]),
+        "dim": int(emb.shape[1]),
+        "codebook_sizes": tok.codebook_sizes,
+        "vocab_sizes": table.vocab_sizes,
+        "collision": table.collision,
+        "fit_seconds": round(fit_seconds, 3),
+        "encode_seconds": round(encode_seconds, 3),
+        **sid_quality(emb, codes, tok.codebook_sizes, reconstructed=tok.decode(codes)),
+        "config": config_to_dict(cfg.tokenizer),
+    }
+    plot_codebook_usage(codes, tok.codebook_sizes, out / PLOT_FILE, title=f"{tok.name} on {emb.shape[0]:,} items")
+    write_json(out / METRICS_FILE, metrics)
+    return metrics
+
+
+def plot_codebook_usage(codes: np.ndarray, codebook_sizes: list[int], path: str | Path, title: str = "") -> None:
+    """One panel per level: codeword counts sorted high -> low, with usage in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_levels = len(codebook_sizes)
+    fig, axes = plt.subplots(1, n_levels, figsize=(4 * n_levels, 3), squeeze=False)
+    for level, (ax, k) in enumerate(zip(axes[0], codebook_sizes)):
+        counts = np.sort(np.bincount(codes[:, level], minlength=k))[::-1]
+        ax.bar(np.arange(k), counts, width=1.0)
+        ax.axhline(codes.shape[0] / k, color="k", lw=0.8, ls="--")
+        ax.set_title(f"level {level}: {(counts > 0).mean():.0%} of {k} used", fontsize=9)
+        ax.set_xlabel("codeword (sorted by count)")
+        ax.set_ylabel("items" if level == 0 else "")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

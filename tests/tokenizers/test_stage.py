@@ -1,0 +1,43 @@
+"""``sidrec tokenize`` end to end through the CLI on a tiny prepared dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from sidrec.cli import main
+from sidrec.data import PreparedData
+from sidrec.tokenizers import SIDTable, Tokenizer
+
+from .conftest import make_workdir
+
+
+def test_tokenize_writes_tokenizer_sids_metrics_and_plot(tmp_path, capsys):
+    wd = make_workdir(tmp_path / "run")
+    rc = main(["tokenize", "-w", str(wd), "-q", "tokenizer.n_levels=2", "tokenizer.codebook_size=8", "tokenizer.seed=1"])
+    assert rc == 0
+    out = wd / "tokenizer"
+    printed = json.loads(capsys.readouterr().out)
+    metrics = json.loads((out / "sid_metrics.json").read_text())
+    assert printed == metrics and metrics["method"] == "rkmeans" and metrics["fit_seconds"] >= 0
+    assert metrics["codebook_sizes"] == [8, 8] and len(metrics["usage"]) == 2
+    assert (out / "codebook_usage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    data = PreparedData(wd / "data")
+    table = SIDTable.load(out)
+    assert table.item_ids == data.item_ids and table.collision == "digit"
+    emb = np.load(wd / "embeddings" / "embeddings.npy")
+    codes = Tokenizer.load(out).encode(emb)
+    np.testing.assert_array_equal(table.codes[:, :2], codes)  # the saved tokenizer reproduces sids.csv
+    unique = len(np.unique(codes, axis=0))
+    assert metrics["items_per_sid"] == len(codes) / unique
+
+
+def test_tokenize_reports_bad_params_in_one_line(tmp_path, capsys):
+    wd = make_workdir(tmp_path / "run")
+    rc = main(["tokenize", "-w", str(wd), "-q", "tokenizer.codebook_size=8", "tokenizer.params.normalise=true"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: unknown key 'tokenizer.params.normalise' for rkmeans; valid keys:")
+    rc = main(["tokenize", "-w", str(wd), "-q", "tokenizer.codebook_size=64"])
+    assert rc == 2 and "needs at least 64 items" in capsys.readouterr().err
