@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("prepare", cmd_prepare, "load a dataset, k-core filter, split leave-one-out, write Parquet + manifest")
-    p.add_argument("--source", default=None, help="dataset path (same as data.path=...)")
+    p.add_argument("--source", "--data-dir", dest="source", default=None,
+                   help="dataset files already on disk (same as data.path=...); downloadable datasets skip the download")
     add("embed", cmd_embed, "embed item text with a sentence-transformers encoder")
     add("tokenize", cmd_tokenize, "fit a SID tokenizer and write SIDs + SID quality metrics")
     p = add("train", cmd_train, "train the generative recommender (early stopping on validation NDCG@10)")

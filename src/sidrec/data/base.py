@@ -28,7 +28,7 @@ class RawDataset:
         items: item id -> {field: value}; values are str, list or None.
         sequences: user id -> item ids in chronological order (stable ties).
         sources: files that were read (their sha256 goes into the manifest).
-        locations: user id -> "file:line" where that user's data starts, for errors.
+        locations: user id -> where that user's data starts ("file:line" or "file, row N"), for errors.
         items_source: where item records come from, for errors.
     """
 
