@@ -40,7 +40,7 @@ except ImportError:  # Windows
 
 _CHUNK = 1 << 16
 _TIMEOUT = 60.0  # seconds without progress before a socket read gives up
-_LOCAL_HINT = "if the files are already on disk, set data.path=DIR (or `sidrec prepare --source DIR`)"
+_LOCAL_HINT = "if the files are already on disk, set data.path=DIR (or `sidrec prepare --data-dir DIR`)"
 
 
 def cache_dir(dataset: str) -> Path:
