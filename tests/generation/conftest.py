@@ -16,3 +16,15 @@ def small_setup() -> tuple[ToyGRUGenerator, SIDTable, list[np.ndarray]]:
     model = ToyGRUGenerator(sids.vocab_sizes, d=16)
     hists = train_toy(model, sids, steps=20)
     return model, sids, hists
+
+
+@pytest.fixture
+def prepared_setup(tmp_path):
+    """A trained toy model on a tiny prepared dataset (30 items, 40 users, 2 levels + de-dup)."""
+    from tests.generation.toy_generator import toy_sids_for, train_on_prepared, write_toy_prepared
+
+    data = write_toy_prepared(tmp_path / "data")
+    sids = toy_sids_for(data, [4, 4], "digit")
+    model = ToyGRUGenerator(sids.vocab_sizes, d=16)
+    train_on_prepared(model, data, sids, steps=40)
+    return model, data, sids

@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from sidrec.generation.batching import hash_user_bins, make_history_batch
+from sidrec.generation.batching import make_history_batch
+from sidrec.models.base import user_bins
 from tests.generation.toy_generator import toy_sid_table
 
 
@@ -17,14 +18,13 @@ def test_left_padding_most_recent_last():
     assert batch.codes.dtype == torch.long
 
 
-def test_user_bins_are_deterministic_hashes_in_range():
-    users = np.arange(1000)
-    bins = hash_user_bins(users, 37)
-    assert bins.min() >= 0 and bins.max() < 37
-    assert (hash_user_bins(users, 37) == bins).all()
-    assert len(np.unique(bins)) == 37  # spread over all bins
+def test_user_bins_follow_the_models_hash():
     sids = toy_sid_table(10, [3, 3], "digit")
-    batch = make_history_batch([np.array([1]), np.array([2])], sids, user_idx=[5, 6], n_user_bins=37)
-    assert batch.user_bins.tolist() == bins[[5, 6]].tolist()
-    anon = make_history_batch([np.array([1])], sids, user_idx=None, n_user_bins=37)
+    ids = [f"u{n}" for n in range(200)]
+    batch = make_history_batch([np.array([1])] * 200, sids, user_ids=ids, n_user_bins=37)
+    assert batch.user_bins.tolist() == user_bins(ids, 37).tolist()
+    assert batch.user_bins.min() >= 0 and batch.user_bins.max() < 37
+    assert len(set(batch.user_bins.tolist())) > 30  # spread over the bins
+    anon = make_history_batch([np.array([1])], sids, user_ids=None, n_user_bins=37)
     assert anon.user_bins.tolist() == [0]
+    assert make_history_batch([np.array([1])], sids, user_ids=["a"], n_user_bins=0).user_bins is None

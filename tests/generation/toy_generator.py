@@ -104,3 +104,48 @@ def train_toy(model: ToyGRUGenerator, sids: SIDTable, n_users: int = 64, steps: 
         opt.step()
     model.eval()
     return hists
+
+
+def write_toy_prepared(root, n_items: int = 30, n_users: int = 40, seed: int = 0):  # noqa: ANN001, ANN201
+    """Write a prepared dataset where users mostly walk item ids upwards; returns PreparedData."""
+    from sidrec.config import DataConfig
+    from sidrec.data import PreparedData, RawDataset, prepare
+
+    rng = np.random.default_rng(seed)
+    seqs = {}
+    for u in range(n_users):
+        start = int(rng.integers(0, n_items - 8))
+        length = int(rng.integers(3, 8))
+        seqs[f"u{u}"] = [f"i{start + j}" for j in range(length)]
+    items = {f"i{n}": {"title": f"item {n}"} for n in range(n_items)}
+    raw = RawDataset("toy", items, seqs)
+    prepare(raw, DataConfig(min_count=0, max_history=5), root)
+    return PreparedData(root)
+
+
+def toy_sids_for(data, codebook: list[int], collision: str = "digit", seed: int = 0) -> SIDTable:  # noqa: ANN001
+    """Random SIDs (with a guaranteed collision) for the prepared items, in their order."""
+    rng = np.random.default_rng(seed)
+    codes = np.stack([rng.integers(0, v, data.n_items) for v in codebook], axis=1)
+    codes[1] = codes[0]
+    return SIDTable.build(list(data.item_ids), codes, codebook, collision, seed)
+
+
+def train_on_prepared(model: ToyGRUGenerator, data, sids: SIDTable, steps: int = 60) -> None:  # noqa: ANN001
+    """A few full-batch steps of next-item prediction on every train prefix."""
+    from sidrec.generation.batching import make_history_batch
+
+    hists, targets = [], []
+    for s in data.train_sequences():
+        for j in range(1, len(s)):
+            hists.append(s[max(0, j - data.max_history) : j])
+            targets.append(s[j])
+    batch = make_history_batch(hists, sids)
+    tgt = torch.from_numpy(sids.codes[np.array(targets)])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        model.loss(batch, tgt).backward()
+        opt.step()
+    model.eval()
