@@ -12,7 +12,7 @@ from sidrec.data import PreparedData, RawDataset, prepare
 from sidrec.errors import SidrecError
 from sidrec.models.sasrec import SASRec, pad_histories
 from sidrec.training import sasrec as sasrec_training
-from sidrec.training.sasrec import SASRecConfig, evaluate_sasrec, export_item_embeddings, train_sasrec, train_windows
+from sidrec.training.sasrec import SASRecConfig, evaluate_sasrec, export_item_embeddings, full_ranks, train_sasrec, train_windows
 
 N_ITEMS = 30
 FAST = SASRecConfig(d_model=32, n_layers=1, n_heads=2, dropout=0.1, lr=5e-3, batch_size=64, max_epochs=8, patience=3)
@@ -85,6 +85,12 @@ def test_train_windows_cover_each_target_once():
     targets = sorted(t for w in windows for t in w[1:].tolist())
     assert targets == list(range(1, 12))
     assert all(len(w) <= 5 for w in windows)
+
+
+def test_full_ranks_count_ties_against_the_target():
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]])
+    assert full_ranks(scores, torch.tensor([2, 0])).tolist() == [3, 4]
+    assert full_ranks(scores, torch.tensor([1, 3])).tolist() == [1, 4]
 
 
 def test_learns_successor_pattern_deterministically_and_exports(cyclic_data, tmp_path):

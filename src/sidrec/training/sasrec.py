@@ -37,6 +37,7 @@ from tqdm import tqdm
 from sidrec.data.prepared import PreparedData
 from sidrec.errors import SidrecError
 from sidrec.io import atomic_path, read_json, save_npy, write_json
+from sidrec.metrics.ranking import RankingAccumulator
 from sidrec.models.sasrec import SASRec, pad_histories
 
 IGNORE = -100  # cross-entropy target of padding positions
@@ -132,15 +133,11 @@ def full_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (scores > t).sum(dim=1) + (scores == t).sum(dim=1)  # the target itself counts once in ==
 
 
-def _metrics_from_ranks(ranks: torch.Tensor, ks: tuple[int, ...]) -> dict[str, float]:
-    """Recall@K, NDCG@K (gain 1/log2(rank+1)) and MRR averaged over users."""
-    r = ranks.to(torch.float64)
-    gain = 1.0 / torch.log2(r + 1)
-    out: dict[str, Any] = {f"recall@{k}": float((r <= k).double().mean()) for k in ks}
-    out |= {f"ndcg@{k}": float(torch.where(r <= k, gain, torch.zeros_like(r)).mean()) for k in ks}
-    out["mrr"] = float((1.0 / r).mean())
-    out["n_users"] = int(r.numel())
-    return out
+def _metrics_from_ranks(ranks: torch.Tensor, ks: tuple[int, ...]) -> dict[str, Any]:
+    """Recall@K, NDCG@K (gain 1/log2(rank+1)) and MRR averaged over users (:mod:`sidrec.metrics.ranking`)."""
+    acc = RankingAccumulator(ks)
+    acc.add_ranks(ranks)
+    return acc.result()
 
 
 @torch.no_grad()
