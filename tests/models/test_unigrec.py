@@ -1,0 +1,134 @@
+"""UniGRec model pieces: soft identifiers (eq. 14-15), embedded encoder/decoder paths, loss terms (eq. 18-22)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sidrec.models.encdec import EncoderDecoder
+from sidrec.models.unigrec import (
+    SoftTokenizer,
+    UniGRec,
+    decode_embedded,
+    encode_embedded,
+    soft_token_embeddings,
+)
+
+L, K, D_SEM, N_ITEMS = 2, 6, 12, 30
+
+
+def _rec(history_tokens: str = "item") -> EncoderDecoder:
+    torch.manual_seed(0)
+    return EncoderDecoder([K] * L + [3], max_history=5, n_enc_layers=1, n_dec_layers=1, n_heads=2, d_model=16,
+                          head_dim=8, d_ff=32, dropout=0.0, history_tokens=history_tokens)
+
+
+def _tok() -> SoftTokenizer:
+    torch.manual_seed(1)
+    enc = nn.Sequential(nn.Linear(D_SEM, 16), nn.ReLU(), nn.Linear(16, 4))
+    dec = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, D_SEM))
+    return SoftTokenizer(enc, dec, torch.randn(L, K, 4))
+
+
+def _model(teacher: bool = True) -> UniGRec:
+    torch.manual_seed(2)
+    items = torch.randn(N_ITEMS, D_SEM)
+    tea = torch.randn(N_ITEMS, 8) if teacher else None
+    return UniGRec(_rec(), _tok(), items, tea, tau=0.5, tau_prime=0.07)
+
+
+def _batch(model: UniGRec):
+    g = torch.Generator().manual_seed(3)
+    hist = torch.randint(0, N_ITEMS, (6, 5), generator=g)
+    mask = torch.ones(6, 5, dtype=torch.bool)
+    mask[0, :2] = False
+    target = torch.randint(0, N_ITEMS, (6,), generator=g)
+    lv = model.tokenizer.hard_codes(model.items)
+    codes = torch.cat([lv, torch.randint(0, 3, (N_ITEMS, 1), generator=g)], 1)
+    return hist, mask, target, codes
+
+
+def test_soft_embeddings_equal_lookup_for_one_hot():
+    rec = _rec()
+    codes = torch.randint(0, K, (7, 3, L))
+    one_hot = F.one_hot(codes, K).float()  # (7, 3, L, K)
+    soft = soft_token_embeddings(one_hot, rec.tok.weight, rec.offsets[:L])
+    hard = rec.tok(codes + rec.offsets[:L])
+    assert torch.equal(soft, hard)
+    # a non-degenerate distribution is the probability-weighted mean of the level's rows
+    p = torch.softmax(torch.randn(L, K), -1)
+    rows = rec.tok.weight[rec.offsets[:L, None] + torch.arange(K)]
+    assert torch.allclose(soft_token_embeddings(p, rec.tok.weight, rec.offsets[:L]), (p[..., None] * rows).sum(1))
+
+
+@pytest.mark.parametrize("history_tokens", ["item", "sid"])
+def test_embedded_paths_match_the_encoder_decoder(history_tokens):
+    rec = _rec(history_tokens).eval()
+    codes = torch.randint(0, K, (4, 5, L + 1)).clamp(max=2)
+    mask = torch.ones(4, 5, dtype=torch.bool)
+    mask[1, :3] = False
+    targets = torch.randint(0, 3, (4, L + 1))
+    from sidrec.models.base import HistoryBatch
+
+    hb = HistoryBatch(codes, mask)
+    enc_ref, _ = rec.encode(hb)
+    enc, kpm, _ = encode_embedded(rec, rec.tok(codes + rec.offsets), mask)
+    assert torch.allclose(enc, enc_ref, atol=1e-6)
+    h = decode_embedded(rec, enc, kpm, rec.tok(targets + rec.offsets))
+    assert torch.allclose(h, rec._teacher_forced(hb, targets[:, None])[:, 0], atol=1e-6)
+
+
+def test_soft_assignment_sharpens_to_hard_codes():
+    tok = _tok()
+    x = torch.randn(20, D_SEM)
+    probs, _ = tok.assign(x, 1e-4)
+    assert torch.allclose(probs.sum(-1), torch.ones(20, L))
+    assert torch.equal(probs.argmax(-1), tok.hard_codes(x))
+    assert torch.allclose(tok.log_probs(x, 0.3).exp(), tok.assign(x, 0.3)[0], atol=1e-6)
+
+
+def _grads(module: nn.Module) -> bool:
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+@pytest.mark.parametrize("term", ["rec", "recon", "cd_t", "cd_r"])
+def test_each_term_is_finite_and_reaches_both_models(term):
+    model = _model()
+    hist, mask, target, codes = _batch(model)
+    lambdas = {"rec": (0, 0, 0), "recon": (1, 0, 0), "cd_t": (0, 1, 0), "cd_r": (0, 0, 1)}[term]
+    out = model.losses(hist, mask, target, codes, True, lambdas)
+    assert torch.isfinite(out[term])
+    out[term].backward()
+    assert _grads(model.tokenizer)
+    # reconstruction only involves the tokenizer
+    assert _grads(model.rec) == (term != "recon")
+    if term == "cd_t":
+        assert _grads(model.proj_enc) and _grads(model.proj_tea)
+    if term == "cd_r":
+        assert _grads(model.proj_dec)
+
+
+def test_disabled_terms_are_absent_and_give_no_gradient():
+    model = _model()
+    hist, mask, target, codes = _batch(model)
+    out = model.losses(hist, mask, target, codes, True, (0.0, 0.0, 0.0))
+    assert set(out) == {"rec", "loss"}
+    out["loss"].backward()
+    for head in (model.proj_enc, model.proj_tea, model.proj_dec):
+        assert not _grads(head)
+    # hard identifiers: no gradient reaches the tokenizer through the recommender
+    model.zero_grad()
+    out = model.losses(hist, mask, target, codes, False, (0.5, 0.0, 1.0))
+    assert "recon" not in out and torch.isfinite(out["cd_r"])
+    out["loss"].backward()
+    assert not _grads(model.tokenizer) and _grads(model.rec)
+
+
+def test_hard_inputs_give_the_recommender_loss():
+    model = _model().eval()
+    hist, mask, target, codes = _batch(model)
+    from sidrec.models.base import HistoryBatch
+
+    out = model.losses(hist, mask, target, codes, False, (0.0, 0.0, 0.0))
+    ref = model.rec.loss(HistoryBatch(codes[hist] * mask[..., None], mask), codes[target])
+    assert torch.allclose(out["rec"], ref, atol=1e-5)
