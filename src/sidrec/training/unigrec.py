@@ -1,0 +1,344 @@
+"""UniGRec's two-stage training recipe (Algorithm 1), served afterwards like any encdec run.
+
+Stage 1 (tokenizer pre-training, eq. 21) is ``sidrec tokenize`` with
+``tokenizer.method=soft-rqvae`` (annealed tau, codeword uniformity weight in
+``tokenizer.params``); :func:`run_unigrec` reuses ``workdir/tokenizer`` when it
+holds a fitted tokenizer of ``cfg.tokenizer.method`` and runs that stage otherwise.
+
+Stage 2 (joint training, eq. 22) trains the recommender (``cfg.train.lr``,
+warm-up, AdamW with ``cfg.train.weight_decay``) and the tokenizer (its own AdamW,
+``UniGRecConfig.tokenizer_lr``) on L_rec + λ_recon L_recon + λ_T L_CD^T + λ_R L_CD^R
+with tau fixed at ``UniGRecConfig.tau``. At every epoch start the hard SIDs
+(labels, de-dup digits, validation) are rebuilt from the live tokenizer with
+``SIDTable.build(collision="digit")``; the de-dup vocabulary is fixed when the
+recommender is built (twice stage 1's largest collision group, at least 4) and an
+epoch whose table would exceed it keeps the previous table (counted in the summary).
+An optional fine-tune (``finetune_steps``) follows with the tokenizer frozen and
+hard-ID inputs.
+
+Ablation rows of UniGRec Table 3 (Beauty):
+
+======  ==========  =====  ================================  =========  =========
+row     soft_ids    joint  tokenizer.params L_CU weight      lambda_cd_t lambda_cd_r
+======  ==========  =====  ================================  =========  =========
+M0      false       false  0                                 0          0
+M1      true        false  0                                 0          0
+M2      true        true   0                                 0          0
+M3      true        true   1e-4                              0          0
+M4      true        true   1e-4                              > 0        0
+M5      true        true   1e-4                              0          > 0
+M6      true        true   1e-4                              > 0        > 0
+======  ==========  =====  ================================  =========  =========
+
+(With ``joint=false`` the tokenizer is frozen: no tokenizer optimizer, no L_recon.)
+
+Outputs, so ``sidrec evaluate`` / ``sidrec recommend`` work unchanged:
+``workdir/model/best.safetensors`` + ``best.json`` hold the *recommender only*
+(arch ``encdec``, loadable by ``load_trained_model``); the SID table it was
+validated with is written to ``workdir/tokenizer/sids.csv`` + ``sid_table.json``
+(overwriting stage 1's, whose copy stays in ``workdir/tokenizer/stage1/``); the
+jointly trained tokenizer goes to ``workdir/model/tokenizer/``. ``last.pt`` is a
+full resumable checkpoint (both optimizers, RNG, the epoch's SID table).
+Single process (no DDP).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sidrec.config import Config, dump_config
+from sidrec.data.prepared import PreparedData
+from sidrec.embed.stage import load_embeddings
+from sidrec.errors import SidrecError
+from sidrec.io import atomic_path, write_json
+from sidrec.models import build_model
+from sidrec.models.unigrec import SoftTokenizer, UniGRec
+from sidrec.tokenizers.base import CONFIG_FILE, Tokenizer
+from sidrec.tokenizers.sid_table import SIDTable
+from sidrec.training.data import TrainData
+from sidrec.training.loop import BEST, BEST_META, LAST, TrainState, _evaluate, _rng_state, _set_rng_state
+from sidrec.training.logs import TensorBoardLog, plot_curves, write_metrics_csv
+from sidrec.training.stage import make_validator, resolve_device, set_threads
+
+BEST_SIDS = "best_sids"
+
+
+@dataclass(frozen=True)
+class UniGRecConfig:
+    """Stage-2 settings and ablation switches (defaults: UniGRec §4.1.4).
+
+    Stage-1 settings (tau_max -> tau_min annealing, the L_CU weight) are the
+    soft-rqvae tokenizer's ``tokenizer.params``.
+    """
+
+    soft_ids: bool = True  # soft identifiers as recommender inputs (eq. 15); false = hard lookup
+    joint: bool = True  # train the tokenizer in stage 2 (L_rec + λ_recon L_recon reach it); false = frozen
+    lambda_recon: float = 0.5
+    lambda_cd_t: float = 0.1  # tokenizer-side distillation (eq. 18); 0 = off. Paper searches {0.01..1}
+    lambda_cd_r: float = 0.1  # recommender-side distillation (eq. 20); 0 = off
+    tau: float = 1e-3  # stage-2 assignment temperature (= stage 1's tau_min)
+    tau_prime: float = 0.07  # InfoNCE temperature (eq. 19)
+    tokenizer_lr: float = 2e-7  # paper: {2e-7, 2e-8}
+    teacher: str = ""  # SASRec run dir (sidrec.training.sasrec) or an (n_items, d) .npy
+    finetune_steps: int = 0  # recommender-only steps on frozen hard SIDs after joint training
+
+
+@dataclass
+class UniGRecState(TrainState):
+    """TrainState plus the stage-2 phase ("joint" or "finetune") and SID bookkeeping."""
+
+    phase: str = "joint"
+    finetune_end: int = 0
+    tables_kept: int = 0  # epochs whose rebuilt table overflowed the de-dup vocabulary
+    collisions: list[float] = dataclasses.field(default_factory=list)  # per rebuild: 1 - unique/items
+
+
+def load_teacher(path: str, n_items: int) -> np.ndarray:
+    """Teacher item embeddings (n_items, d_t): a SASRec run dir (exported if needed) or a .npy file."""
+    p = Path(path)
+    if not path or not p.exists():
+        raise SidrecError(f"collaborative distillation needs a teacher: expected a SASRec dir or .npy, got {path!r}")
+    if p.is_dir():
+        npy = p / "item_embeddings.npy"
+        if npy.is_file():
+            emb = np.load(npy)
+        else:
+            from sidrec.training.sasrec import export_item_embeddings
+
+            emb = export_item_embeddings(p)
+    else:
+        emb = np.load(p)
+    if emb.ndim != 2 or emb.shape[0] != n_items:
+        raise SidrecError(f"teacher {path}: expected shape ({n_items}, d), got {emb.shape}")
+    return emb.astype(np.float32)
+
+
+def stage1_tokenizer(cfg: Config, progress: bool) -> Tokenizer:
+    """The stage-1 tokenizer in ``workdir/tokenizer`` (fitted by ``sidrec tokenize`` if absent)."""
+    from sidrec.io import read_json
+
+    root = cfg.paths.tokenizer
+    if not ((root / CONFIG_FILE).is_file() and read_json(root / CONFIG_FILE).get("method") == cfg.tokenizer.method):
+        from sidrec.tokenizers.stage import run_tokenize
+
+        run_tokenize(cfg, progress=progress)
+    tok = Tokenizer.load(root)
+    if not hasattr(tok, "module_"):
+        raise SidrecError(f"UniGRec needs an RQ-VAE-style tokenizer (e.g. soft-rqvae), got {tok.name!r}")
+    stage1 = root / "stage1"
+    if not (stage1 / "sids.csv").is_file():
+        SIDTable.load(root).save(stage1)
+    return tok
+
+
+def build_table(tok: SoftTokenizer, items: torch.Tensor, item_ids: list[str], sizes: list[int]) -> SIDTable:
+    """Hard SIDs of every item from the live tokenizer, de-duplicated with an extra digit."""
+    codes = tok.hard_codes(items).cpu().numpy()
+    return SIDTable.build(item_ids, codes, sizes, "digit")
+
+
+def _with_vocab(table: SIDTable, vocab: list[int]) -> SIDTable:
+    return dataclasses.replace(table, vocab_sizes=list(vocab))
+
+
+def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: UniGRecConfig | None = None,
+                interrupt_at: int | None = None) -> dict[str, Any]:
+    """UniGRec stages 1 + 2 on ``cfg.paths.data`` / ``cfg.paths.embeddings``; see the module docstring.
+
+    Args:
+        cfg: the run config (``model`` = the encoder-decoder, ``train`` = budget, lr, validation).
+        resume: continue from ``workdir/model/last.pt`` when present.
+        progress: tqdm bar.
+        ucfg: stage-2 settings; default ``cfg.unigrec`` if the config has that section, else defaults.
+        interrupt_at: test hook; raise ``loop.Interrupted`` right after this step.
+
+    Returns:
+        The training summary (also ``train_summary.json``).
+    """
+    from sidrec.training.loop import Interrupted
+
+    u = ucfg or getattr(cfg, "unigrec", None) or UniGRecConfig()
+    t = cfg.train
+    for name, v in (("batch_size", t.batch_size), ("max_steps", t.max_steps), ("eval_every", t.eval_every), ("patience", t.patience)):
+        if v <= 0:
+            raise SidrecError(f"train.{name} must be positive, got {v}")
+    if u.tau <= 0 or u.tau_prime <= 0:
+        raise SidrecError(f"unigrec.tau and tau_prime must be positive, got {u.tau}, {u.tau_prime}")
+    device = resolve_device(t.device)
+    threads = set_threads(t.num_threads)
+    data = PreparedData(cfg.paths.data)
+    tok = stage1_tokenizer(cfg, progress)
+    items = torch.from_numpy(load_embeddings(cfg.paths.embeddings, data.item_ids)).to(device)
+    distil = u.lambda_cd_t > 0 or u.lambda_cd_r > 0
+    teacher = torch.from_numpy(load_teacher(u.teacher, data.n_items)) if distil else None
+    out = cfg.paths.model
+    if not resume:
+        for name in (LAST, BEST, BEST_META, "metrics.csv", "train_summary.json"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(cfg) + "unigrec: " + str(dataclasses.asdict(u)) + "\n", encoding="utf-8")
+
+    torch.manual_seed(cfg.seed)
+    soft = SoftTokenizer.from_module(tok.module_).to(device)
+    sizes = list(tok.codebook_sizes)
+    table = build_table(soft, items, data.item_ids, sizes)
+    vocab = sizes + [max(4, 2 * table.vocab_sizes[-1])]
+    rec = build_model(dataclasses.replace(cfg.model, arch="encdec"), vocab, data.max_history)
+    model = UniGRec(rec, soft, items, teacher, u.tau, u.tau_prime).to(device)
+    for p in soft.parameters():
+        p.requires_grad_(u.joint)
+    train_data = TrainData(data.train_sequences(), np.arange(data.n_items)[:, None], data.max_history,
+                           "sample", t.sliding_window, t.batch_size, cfg.seed)  # fmt: skip  (codes = item_idx)
+    if len(train_data) == 0:
+        raise SidrecError(f"no training samples: users need at least 4 interactions, got {data.n_users} users")
+    rec_params = [p for n, p in model.named_parameters() if not n.startswith("tokenizer.")]
+    decay = [p for p in rec_params if p.dim() >= 2]
+    other = [p for p in rec_params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=t.lr)
+    opt_tok = torch.optim.AdamW(soft.parameters(), lr=u.tokenizer_lr, weight_decay=0.0)
+    warm = max(1, t.warmup_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    state = UniGRecState()
+    if resume and (out / LAST).is_file():
+        ck = torch.load(out / LAST, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        opt_tok.load_state_dict(ck["optimizer_tok"])
+        sched.load_state_dict(ck["scheduler"])
+        state = UniGRecState(**ck["state"])
+        table = SIDTable(list(data.item_ids), ck["codes"], list(vocab), "digit", np.ones(data.n_items, dtype=bool))
+        _set_rng_state(ck["rng"])
+    else:
+        state.collisions.append(_collision(table))
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+    codes = torch.from_numpy(table.codes).to(device)
+    lambdas = (u.lambda_recon if u.joint else 0.0, u.lambda_cd_t, u.lambda_cd_r)
+    tb = TensorBoardLog(out / "tensorboard", purge_step=state.step)
+    max_steps = state.finetune_end if state.phase == "finetune" else t.max_steps
+    bar = tqdm(total=max_steps, initial=state.step, disable=not progress, dynamic_ncols=True)
+    sums: dict[str, float] = {}
+    n_sum, win_samples, win_seconds = 0, 0, 0.0
+    batches = train_data.epoch_batches(state.epoch)
+    model.train()
+    while not state.stopped:
+        joint = state.phase == "joint"
+        if state.index >= len(batches):
+            state.epoch, state.index = state.epoch + 1, 0
+            batches = train_data.epoch_batches(state.epoch)
+            if joint and u.joint:  # Algorithm 1: hard IDs follow the live tokenizer
+                new = build_table(soft, items, data.item_ids, sizes)
+                if new.vocab_sizes[-1] <= vocab[-1]:
+                    table, codes = new, torch.from_numpy(new.codes).to(device)
+                    state.collisions.append(_collision(new))
+                else:
+                    state.tables_kept += 1
+        t0 = time.perf_counter()
+        b = train_data.make_batch(batches[state.index])
+        hist, mask, target = b.history.codes[..., 0].to(device), b.history.mask.to(device), b.targets[:, 0].to(device)
+        terms = model.losses(hist, mask, target, codes, u.soft_ids and joint, lambdas if joint else (0.0, 0.0, 0.0))
+        opt.zero_grad(set_to_none=True)
+        opt_tok.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        if u.joint and joint:
+            opt_tok.step()
+        sched.step()
+        dt = time.perf_counter() - t0
+        state.step, state.index = state.step + 1, state.index + 1
+        state.samples += b.n_global
+        state.train_seconds += dt
+        win_samples, win_seconds = win_samples + b.n_global, win_seconds + dt
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        n_sum += 1
+        bar.update(1)
+        if state.step % 20 == 0:
+            bar.set_postfix(loss=f"{sums['loss'] / n_sum:.3f}", phase=state.phase)
+        if state.step % t.eval_every == 0 or state.step == max_steps:
+            row = {"step": state.step, "epoch": round(state.epoch + state.index / len(batches), 3),
+                   "train_loss": sums.get("rec", 0.0) / max(n_sum, 1),
+                   **{f"train_{k}": v / max(n_sum, 1) for k, v in sums.items() if k != "rec"},
+                   "samples_per_s": win_samples / max(win_seconds, 1e-9), "lr": sched.get_last_lr()[0],
+                   "collision": state.collisions[-1], "phase": state.phase}  # fmt: skip
+            sums, n_sum, win_samples, win_seconds = {}, 0, 0, 0.0
+            serving = _with_vocab(table, vocab)
+            _evaluate(rec, make_validator(cfg, data, serving), state, row, t, out, 0)
+            if state.best_step == state.step:
+                serving.save(out / BEST_SIDS)
+            write_metrics_csv(out / "metrics.csv", state.rows)
+            plot_curves(out / "curves.png", state.rows)
+            tb.scalars(state.step, {f"train/{k}": v for k, v in row.items() if isinstance(v, float) and not k.startswith("val_")})
+            tb.scalars(state.step, {f"valid/{k[4:]}": v for k, v in row.items() if k.startswith("val_")})
+            if state.bad_evals >= t.patience or state.step >= max_steps:
+                why = f"early stop: no validation NDCG@10 gain in {t.patience} evaluations" if state.bad_evals >= t.patience else f"reached {max_steps} steps"
+                if joint and u.finetune_steps > 0:  # switch to recommender-only fine-tuning on frozen hard SIDs
+                    state.phase, state.bad_evals = "finetune", 0
+                    state.finetune_end = max_steps = state.step + u.finetune_steps
+                    table = build_table(soft, items, data.item_ids, sizes)
+                    if table.vocab_sizes[-1] > vocab[-1]:
+                        raise SidrecError(f"final SID table needs {table.vocab_sizes[-1]} de-dup codes, the model has {vocab[-1]}")
+                    codes = torch.from_numpy(table.codes).to(device)
+                    bar.total = max_steps
+                else:
+                    state.stopped = why
+            _save_last(out / LAST, model, opt, opt_tok, sched, state, table.codes)
+        if interrupt_at is not None and state.step == interrupt_at:
+            bar.close()
+            tb.close()
+            raise Interrupted(f"interrupted after step {state.step}")
+    bar.close()
+    tb.close()
+    return _finish(cfg, tok, soft, state, out, len(batches), threads, model)
+
+
+def _collision(table: SIDTable) -> float:
+    """Share of items whose L-level code is not unique (UniGRec §4.4.1's collision rate)."""
+    return round(1.0 - len(np.unique(table.codes[:, :-1], axis=0)) / len(table.codes), 6)
+
+
+def _save_last(path: Path, model: UniGRec, opt: Any, opt_tok: Any, sched: Any, state: UniGRecState, codes: np.ndarray) -> None:
+    ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "optimizer_tok": opt_tok.state_dict(),
+          "scheduler": sched.state_dict(), "state": dataclasses.asdict(state), "rng": _rng_state(), "codes": codes}  # fmt: skip
+    with atomic_path(path) as tmp:
+        torch.save(ck, tmp)
+
+
+def _finish(cfg: Config, tok: Tokenizer, soft: SoftTokenizer, state: UniGRecState, out: Path, n_batches: int,
+            threads: int, model: UniGRec) -> dict[str, Any]:
+    """Publish the best step's SID table to the tokenizer dir, save the live tokenizer, write the summary."""
+    if (out / BEST_SIDS / "sids.csv").is_file():
+        SIDTable.load(out / BEST_SIDS).save(cfg.paths.tokenizer)
+    module = tok.module_
+    cb = module.codebooks if hasattr(module, "codebooks") else module.quantizer.codebooks
+    with torch.no_grad():
+        module.encoder.load_state_dict(soft.encoder.state_dict())
+        module.decoder.load_state_dict(soft.decoder.state_dict())
+        cb.copy_(soft.codebooks.cpu())
+    tok.save(out / "tokenizer")
+    best = next((r for r in state.rows if r["step"] == state.best_step), {})
+    summary = {
+        "method": "unigrec",
+        "stopped": state.stopped,
+        "steps": state.step,
+        "epochs": state.epoch + state.index / max(n_batches, 1),
+        "best_step": state.best_step,
+        "best_valid": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
+        "collision_per_epoch": state.collisions,
+        "tables_kept": state.tables_kept,
+        "train_samples": state.samples,
+        "train_seconds": state.train_seconds,
+        "samples_per_s": state.samples / max(state.train_seconds, 1e-9),
+        "threads": threads,
+        "parameters": sum(p.numel() for p in model.rec.parameters()),
+    }
+    write_json(out / "train_summary.json", summary)
+    return summary
