@@ -16,19 +16,15 @@ epoch whose table would exceed it keeps the previous table (counted in the summa
 An optional fine-tune (``finetune_steps``) follows with the tokenizer frozen and
 hard-ID inputs.
 
-Ablation rows of UniGRec Table 3 (Beauty):
+Ablation rows of UniGRec Table 3 (Beauty), as switch combinations:
 
-======  ==========  =====  ================================  =========  =========
-row     soft_ids    joint  tokenizer.params L_CU weight      lambda_cd_t lambda_cd_r
-======  ==========  =====  ================================  =========  =========
-M0      false       false  0                                 0          0
-M1      true        false  0                                 0          0
-M2      true        true   0                                 0          0
-M3      true        true   1e-4                              0          0
-M4      true        true   1e-4                              > 0        0
-M5      true        true   1e-4                              0          > 0
-M6      true        true   1e-4                              > 0        > 0
-======  ==========  =====  ================================  =========  =========
+- M0 (TIGER): ``soft_ids=false, joint=false``, stage 1 ``cu_weight=0``, ``lambda_cd_t=lambda_cd_r=0``
+- M1 (+ soft identifier): M0 with ``soft_ids=true``
+- M2 (+ joint training): M1 with ``joint=true``
+- M3 (+ L_CU): M2 with stage 1 ``tokenizer.params.cu_weight=1e-4``
+- M4 (+ L_CD^T): M3 with ``lambda_cd_t > 0``
+- M5 (+ L_CD^R): M3 with ``lambda_cd_r > 0``
+- M6 (full): M3 with both ``lambda_cd_t, lambda_cd_r > 0`` (the defaults)
 
 (With ``joint=false`` the tokenizer is frozen: no tokenizer optimizer, no L_recon.)
 
