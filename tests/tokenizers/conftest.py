@@ -24,8 +24,8 @@ def make_tokenizer(method: str, seed: int = 0, **overrides) -> Tokenizer:
     cls = get_tokenizer(method)
     params = set(inspect.signature(cls.__init__).parameters)
     kwargs = {k: v for k, v in FAST.items() if k in params}
-    n_levels = 1 if getattr(cls, "single_level", False) else LEVELS
-    return cls(n_levels=n_levels, codebook_size=K, seed=seed, **{**kwargs, **overrides})
+    base = {"n_levels": 1 if cls.single_level else LEVELS, "codebook_size": K, "seed": seed}
+    return cls(**{**base, **kwargs, **overrides})
 
 
 def clustered(n: int = N_ITEMS, dim: int = DIM, k: int = K, seed: int = 0, spread: float = 0.05) -> tuple[np.ndarray, np.ndarray]:

@@ -9,9 +9,21 @@ from sidrec.config import TokenizerConfig
 from sidrec.errors import SidrecError
 from sidrec.tokenizers import Tokenizer, available_tokenizers, build_tokenizer, get_tokenizer
 
-from .conftest import DIM, K, make_tokenizer
+from .conftest import DIM, K, clustered, make_tokenizer
 
 METHODS = available_tokenizers()
+
+
+@pytest.fixture(scope="module")
+def fitted() -> dict[str, Tokenizer]:
+    """One fitted tokenizer per method (fit once, shared by the read-only tests)."""
+    x = clustered()[0]
+    out = {}
+    for method in METHODS:
+        tok = make_tokenizer(method)
+        assert tok.fit(x) is tok  # fit returns self
+        out[method] = tok
+    return out
 
 
 def test_registry_lists_the_methods():
@@ -21,9 +33,8 @@ def test_registry_lists_the_methods():
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_fit_returns_self_and_codes_are_in_range(method, data):
-    tok = make_tokenizer(method)
-    assert tok.fit(data) is tok
+def test_fit_returns_self_and_codes_are_in_range(method, fitted, data):
+    tok = fitted[method]
     codes = tok.encode(data)
     assert codes.dtype == np.int64 and codes.shape == (len(data), len(tok.codebook_sizes))
     assert (codes >= 0).all() and (codes < np.asarray(tok.codebook_sizes)).all()
@@ -42,15 +53,15 @@ def test_use_before_fit_is_a_clear_error(method, data, tmp_path):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_same_seed_same_codes(method, data):
-    a = make_tokenizer(method, seed=3).fit(data).encode(data)
-    b = make_tokenizer(method, seed=3).fit(data).encode(data)
+def test_same_seed_same_codes(method, fitted, data):
+    a = fitted[method].encode(data)
+    b = make_tokenizer(method).fit(data).encode(data)
     np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_save_load_round_trip_is_bit_identical(method, data, tmp_path):
-    tok = make_tokenizer(method).fit(data)
+def test_save_load_round_trip_is_bit_identical(method, fitted, data, tmp_path):
+    tok = fitted[method]
     tok.save(tmp_path / "tok")
     loaded = Tokenizer.load(tmp_path / "tok")
     assert type(loaded) is type(tok) and loaded.get_params() == tok.get_params()
@@ -60,7 +71,7 @@ def test_save_load_round_trip_is_bit_identical(method, data, tmp_path):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_bad_input_is_a_clear_error(method, data):
+def test_bad_input_is_a_clear_error(method, fitted, data):
     tok = make_tokenizer(method)
     bad = data.copy()
     bad[5, 2] = np.nan
@@ -73,7 +84,7 @@ def test_bad_input_is_a_clear_error(method, data):
         tok.fit(data[:, 0])
     with pytest.raises(SidrecError, match=f"needs at least {K} items to fit {K} codes per level, got {K - 1}"):
         tok.fit(data[: K - 1])
-    tok.fit(data)
+    tok = fitted[method]
     with pytest.raises(SidrecError, match=f"must have dimension {DIM} \\(as at fit\\), got {DIM + 1}"):
         tok.encode(np.zeros((3, DIM + 1), dtype=np.float32))
     with pytest.raises(SidrecError, match="must be finite"):

@@ -3,7 +3,7 @@
 Importing this package registers every method; see :func:`available_tokenizers`.
 """
 
-from sidrec.tokenizers import kmeans, opq  # noqa: F401  (register methods)
+from sidrec.tokenizers import kmeans, opq, r3vae, rvq, soft_rqvae, vq  # noqa: F401  (register methods)
 from sidrec.tokenizers.base import (
     Tokenizer,
     available_tokenizers,

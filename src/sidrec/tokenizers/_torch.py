@@ -1,0 +1,149 @@
+"""Shared machinery of the tokenizers trained with PyTorch: device, seeding, loop, weights."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from sidrec.errors import SidrecError
+from sidrec.tokenizers._kmeans import kmeans
+from sidrec.tokenizers.base import Tokenizer, check_float, check_int
+
+#: Rows per forward pass when encoding.
+ENCODE_BATCH = 8192
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> cuda if available, else cpu; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SidrecError(f"`device` must be 'auto', 'cpu' or 'cuda[:n]', got {device!r}.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SidrecError(f"`device` is {device!r} but CUDA is not available; use 'auto' or 'cpu'.")
+    return dev
+
+
+def mlp(widths: Iterable[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last)."""
+    widths = list(widths)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def sq_dist(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Squared L2 distances (B, K) between r (B, D) and codewords c (K, D)."""
+    return (r.pow(2).sum(1, keepdim=True) - 2 * r @ c.T + c.pow(2).sum(1)[None, :]).clamp_min(0)
+
+
+@torch.no_grad()
+def kmeans_init_(codebook: torch.Tensor, r: torch.Tensor, seed: int) -> None:
+    """Overwrite ``codebook`` (K, D) with faiss k-means centroids of ``r`` (N, D)."""
+    c = kmeans(r.detach().cpu().numpy(), codebook.shape[0], seed)
+    codebook.copy_(torch.from_numpy(c).to(codebook))
+
+
+class TorchTokenizer(Tokenizer):
+    """A tokenizer whose learned state is one ``nn.Module`` in ``module_``.
+
+    Subclasses implement ``_build(dim) -> nn.Module``, ``_train(x, progress)``
+    (``x`` a float32 tensor on the device, ``self.module_`` already built and
+    seeded) and ``_codes(x) -> (B, L) long`` / ``_vectors(codes) -> (B, d)`` on
+    CPU tensors. Training runs under ``torch.random.fork_rng`` seeded with
+    ``seed``, so the global RNG is left alone and the same seed gives the same
+    codes; the trained module is moved to CPU.
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    device: str
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        owner = type(self).__name__
+        check_int(owner, "epochs", self.epochs, 1)
+        check_int(owner, "batch_size", self.batch_size, 1)
+        check_float(owner, "lr", self.lr, 0.0, low_open=True)
+        if not isinstance(self.device, str):
+            raise SidrecError(f"`device` of {owner} must be a string, got {self.device!r}.")
+        resolve_device(self.device)
+
+    def _build(self, dim: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _train(self, x: torch.Tensor, progress: bool) -> None:
+        raise NotImplementedError
+
+    def _codes(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _fit(self, x: np.ndarray, progress: bool) -> None:
+        device = resolve_device(self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.module_ = self._build(x.shape[1]).to(device)
+            self.module_.train()
+            self._train(torch.from_numpy(x).to(device), progress)
+        self.module_ = self.module_.cpu().eval()
+
+    @torch.no_grad()
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        xt = torch.from_numpy(x)
+        return torch.cat([self._codes(xt[s : s + ENCODE_BATCH]) for s in range(0, len(xt), ENCODE_BATCH)]).numpy()
+
+    @torch.no_grad()
+    def _decode(self, codes: np.ndarray) -> np.ndarray:
+        return self._vectors(torch.from_numpy(codes)).numpy()
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        prefix = "module_."
+        self.module_ = self._build(self.dim_)
+        self.module_.load_state_dict({k[len(prefix) :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith(prefix)})
+        self.module_.eval()
+        super()._restore({k: v for k, v in arrays.items() if not k.startswith(prefix)})
+
+    def _loop(self, x: torch.Tensor, step: Callable[[torch.Tensor, int, int], dict[str, torch.Tensor]],
+              progress: bool, desc: str = "", epochs: int | None = None,
+              on_epoch: Callable[[int], None] | None = None) -> list[dict[str, float]]:
+        """Shuffled mini-batches for ``epochs``; ``step(batch, i, total)`` does one update.
+
+        Returns per-epoch means of the scalars ``step`` returns (kept in ``history_``).
+        """
+        epochs = self.epochs if epochs is None else epochs
+        n = x.shape[0]
+        per_epoch = math.ceil(n / self.batch_size)
+        total = epochs * per_epoch
+        gen = torch.Generator().manual_seed(self.seed)
+        history: list[dict[str, float]] = []
+        bar = tqdm(total=total, desc=desc or self.name, disable=not progress, leave=False)
+        i = 0
+        for epoch in range(epochs):
+            perm = torch.randperm(n, generator=gen).to(x.device)
+            sums: dict[str, float] = {}
+            for s in range(0, n, self.batch_size):
+                out = step(x[perm[s : s + self.batch_size]], i, total)
+                for k, v in out.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                i += 1
+                bar.update(1)
+            history.append({k: v / per_epoch for k, v in sums.items()})
+            bar.set_postfix({k: f"{v:.4g}" for k, v in history[-1].items()})
+            if on_epoch is not None:
+                on_epoch(epoch)
+        bar.close()
+        return history

@@ -1,0 +1,206 @@
+"""``r3vae``: R³-VAE (Wan et al.), reference vector + rating residual quantisation.
+
+Following §3 of the paper, on the raw item embeddings x (B, d):
+
+1. Reference vector (eq. 1-2): learnable r (d,); ``alpha = x.r / ||r||^2``,
+   ``e0 = x - alpha r``. r is initialised to the mean embedding (our choice: the
+   paper calls r "the semantic center of the dataset" but gives no init).
+2. Codebook init (§3.3.1): C^1 = k-means(e0); C^l = k-means of the residuals
+   that level l-1 leaves (computed with the rating below), l > 1.
+3. Rating (eq. 3-4): ``s_k = cos(e, c_k)``, ``w = softmax(s / temperature)``.
+4. Quantised vector (eq. 5): weighted sum of the top-``top_k`` codewords.
+5. Residual update (eq. 6): ``e <- e - e_hat``; SID = argmax_k w_k per level (eq. 7).
+6. Reconstruction (eq. 11): ``x_hat = alpha r + sum_l e_hat_l`` (the decoder is
+   this sum: eq. 11 has no learned decoder, so neither do we);
+   ``L_rec = ||x - x_hat||^2`` per item (eq. 11 as written), averaged over the batch.
+7. Loss (eq. 12-13): ``L_rec + reg_weight (-SC + PD)``, AdamW, lr 5e-4, weight decay 1e-5.
+
+Choices where the paper is ambiguous (each a parameter unless fixed by the text):
+
+- ``top_k`` (K of eq. 5, default 4): the text sums "the top-K weights" without
+  saying K or whether they are renormalised. We renormalise the top-K weights to
+  sum to 1 so ``e_hat`` is a convex combination of codewords; without that,
+  softmax weights over M = 256 codewords are ~1/256 and ``e_hat`` would be ~K/256
+  of a codeword, so the residual would barely shrink.
+- ``temperature`` (default 0.1): eq. 4 has none (= 1). Cosines lie in [-1, 1], so
+  at 1 the weights are nearly uniform and the quantised vector is a blur of K
+  codewords; 0.1 makes the top codeword dominate while keeping gradients soft.
+- Which embeddings SC uses in training: Fig. 1's caption says "SC loss pulls the
+  residual embeddings in the same cluster close, and PD loss pushes the codewords
+  embedding away". So at level l, SC is eq. 8-9 over the residuals e^(l-1) of the
+  mini-batch grouped by their level-l code (groups of >= 2 items), and PD is
+  eq. 10 (t = 2) over the level's codewords as cluster centroids; both are
+  averaged over levels. (The evaluation metrics in :mod:`sidrec.metrics.sid_quality`
+  use the input embeddings and full-SID clusters instead.)
+
+``decode`` can only use the codes: it returns ``mean(alpha) r + sum_l c_l[code_l]``
+(alpha and the soft weights are not in the SID), an approximation of eq. 11.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sidrec.errors import SidrecError
+from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_
+from sidrec.tokenizers.base import check_float, check_int, register
+
+WEIGHT_DECAY = 1e-5  # §3.5.3
+PD_T = 2.0  # eq. 10
+
+
+class R3VAEModule(nn.Module):
+    """Reference vector + L rating-quantisation levels.
+
+    Args:
+        dim: embedding width d.
+        n_levels: L.
+        codebook_size: M codewords per level.
+        top_k: codewords mixed into each level's quantised vector (eq. 5).
+        temperature: softmax temperature of the rating (eq. 4).
+    """
+
+    def __init__(self, dim: int, n_levels: int, codebook_size: int, top_k: int, temperature: float):
+        super().__init__()
+        self.top_k, self.temperature = top_k, temperature
+        self.ref = nn.Parameter(torch.ones(dim) / dim**0.5)  # r (d,)
+        self.codebooks = nn.Parameter(torch.randn(n_levels, codebook_size, dim) / dim**0.5)  # (L, M, d)
+        self.register_buffer("alpha_mean", torch.zeros(()))
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha (B,) and e0 (B, d) (eq. 1-2)."""
+        alpha = x @ self.ref / self.ref.pow(2).sum()
+        return alpha, x - alpha[:, None] * self.ref
+
+    def rate(self, e: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quantised vector e_hat (B, d) (eq. 3-5) and SID digit (B,) (eq. 7) of residual e."""
+        cb = self.codebooks[level]  # (M, d)
+        s = F.normalize(e, dim=1, eps=1e-12) @ F.normalize(cb, dim=1, eps=1e-12).T  # (B, M) eq. 3
+        w = torch.softmax(s / self.temperature, dim=1)  # eq. 4
+        top_w, top_i = w.topk(self.top_k, dim=1)  # (B, K), sorted: top_i[:, 0] = argmax
+        top_w = top_w / top_w.sum(1, keepdim=True)
+        e_hat = (top_w[:, :, None] * cb[top_i]).sum(1)  # eq. 5
+        return e_hat, top_i[:, 0]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """x (B, d) -> (x_hat (B, d) eq. 11, codes (B, L), residual entering each level)."""
+        alpha, e = self.project(x)
+        x_hat, codes, inputs = alpha[:, None] * self.ref, [], []
+        for level in range(self.codebooks.shape[0]):
+            inputs.append(e)
+            e_hat, code = self.rate(e, level)
+            x_hat = x_hat + e_hat
+            e = e - e_hat  # eq. 6
+            codes.append(code)
+        return x_hat, torch.stack(codes, 1), inputs
+
+
+def semantic_cohesion_loss(e: torch.Tensor, code: torch.Tensor, m: int) -> torch.Tensor:
+    """Differentiable eq. 8-9 over the rows of e (B, d) grouped by code (B,); 0 if no group has 2 rows."""
+    u = F.normalize(e, dim=1, eps=1e-12)
+    sums = torch.zeros(m, e.shape[1], dtype=e.dtype, device=e.device).index_add(0, code, u)  # (M, d)
+    n = torch.bincount(code, minlength=m).to(e.dtype)
+    multi = n >= 2
+    if not bool(multi.any()):
+        return e.new_zeros(())
+    return ((sums[multi].pow(2).sum(1) - n[multi]) / (n[multi] ** 2 - n[multi])).mean()
+
+
+def preference_discrimination_loss(cb: torch.Tensor, t: float = PD_T) -> torch.Tensor:
+    """Differentiable eq. 10 with the codewords cb (M, d) as cluster centroids."""
+    c = F.normalize(cb, dim=1, eps=1e-12)
+    z = -t * (1.0 - c @ c.T)  # (M, M)
+    off = ~torch.eye(len(c), dtype=torch.bool, device=c.device)  # ordered pairs a != b: same mean as a < b
+    return torch.logsumexp(z[off], 0) - math.log(int(off.sum()))  # log mean exp
+
+
+@register("r3vae")
+class R3VAE(TorchTokenizer):
+    """R³-VAE.
+
+    Args:
+        n_levels: rating-quantisation levels (L).
+        codebook_size: codewords per level (M).
+        seed: init, k-means and batch order.
+        top_k: codewords mixed per level (K of eq. 5), renormalised weights.
+        temperature: rating softmax temperature (eq. 4 has 1; see module docstring).
+        reg_weight: lambda of eq. 13 (paper: 0.01).
+        epochs: passes over the items.
+        batch_size: items per step.
+        lr: AdamW learning rate (paper: 5e-4; weight decay 1e-5 fixed).
+        device: "auto", "cpu" or "cuda".
+    """
+
+    def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0, top_k: int = 4,
+                 temperature: float = 0.1, reg_weight: float = 0.01, epochs: int = 100,
+                 batch_size: int = 1024, lr: float = 5e-4, device: str = "auto"):
+        super().__init__(n_levels, codebook_size, seed)
+        self.top_k = top_k
+        self.temperature = temperature
+        self.reg_weight = reg_weight
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.device = device
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        owner = type(self).__name__
+        check_int(owner, "top_k", self.top_k, 1)
+        if isinstance(self.codebook_size, int) and self.top_k > self.codebook_size:
+            raise SidrecError(f"`top_k` of {owner} must be <= codebook_size ({self.codebook_size}), got {self.top_k}.")
+        check_float(owner, "temperature", self.temperature, 0.0, low_open=True)
+        check_float(owner, "reg_weight", self.reg_weight, 0.0)
+
+    def _build(self, dim: int) -> nn.Module:
+        return R3VAEModule(dim, self.n_levels, self.codebook_size, self.top_k, self.temperature)
+
+    def _train(self, x: torch.Tensor, progress: bool) -> None:
+        m: R3VAEModule = self.module_
+        with torch.no_grad():  # §3.3.1: r = data centre, C^l = k-means of level-l residuals
+            m.ref.copy_(x.mean(0))
+            _, e = m.project(x)
+            for level in range(self.n_levels):
+                kmeans_init_(m.codebooks[level], e, self.seed + level)
+                e = e - m.rate(e, level)[0]
+        opt = torch.optim.AdamW(m.parameters(), lr=self.lr, weight_decay=WEIGHT_DECAY)
+        M = self.codebook_size
+        used = torch.zeros(self.n_levels, M, dtype=torch.bool, device=x.device)
+
+        def step(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
+            x_hat, codes, inputs = m(xb)
+            rec = (xb - x_hat).pow(2).sum(1).mean()  # eq. 11: squared L2 norm per item, batch mean
+            sc = torch.stack([semantic_cohesion_loss(e, codes[:, l], M) for l, e in enumerate(inputs)]).mean()
+            pd = torch.stack([preference_discrimination_loss(cb) for cb in m.codebooks]).mean()
+            loss = rec + self.reg_weight * (-sc + pd)  # eq. 12-13
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            used.scatter_(1, codes.T, True)
+            return {"loss": loss.detach(), "rec": rec.detach(), "sc": sc.detach(), "pd": pd.detach()}
+
+        usage_log: list[list[float]] = []
+
+        def on_epoch(epoch: int) -> None:
+            usage_log.append(used.float().mean(1).tolist())
+            used.zero_()
+
+        history = self._loop(x, step, progress, on_epoch=on_epoch)
+        self.history_ = [
+            {"epoch": e, **{k: round(v, 6) for k, v in h.items()}, "usage": [round(u, 4) for u in us]}
+            for e, (h, us) in enumerate(zip(history, usage_log))
+        ]
+        with torch.no_grad():
+            m.alpha_mean.copy_(m.project(x)[0].mean())
+
+    def _codes(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module_(x)[1]
+
+    def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        m: R3VAEModule = self.module_
+        v = m.alpha_mean * m.ref[None, :].expand(codes.shape[0], -1)
+        return v + sum(cb[codes[:, l]] for l, cb in enumerate(m.codebooks))

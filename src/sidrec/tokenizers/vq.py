@@ -1,0 +1,235 @@
+"""Vector-quantisation tokenizers trained with the straight-through estimator (STE).
+
+- ``rqvae``: TIGER's RQ-VAE (Rajput et al. 2023; UniGRec §2.1.2, eq. 2-7): MLP
+  encoder ``d -> 512 -> 256 -> 128 -> 32``, L residual codebooks on the latent,
+  MLP decoder; loss ``||x - x_hat||^2 + sum_l ||sg(r_l) - e_l||^2 + beta ||r_l - sg(e_l)||^2``
+  with beta = 0.25. Codebooks are k-means initialised on the latents of the
+  untrained encoder (switchable, to test R³-VAE Fig. 4), and codewords unused
+  during an epoch are reset to random latents of the last batch (switchable).
+- ``vqvae``: the same with one codebook (R³-VAE's VQ-VAE baseline, no residuals).
+- ``mq``: TokenRec's masked tokenizer as R³-VAE describes it ("masked vector
+  based RQ-VAE"): during training each input element is zeroed with
+  probability ``mask_ratio`` and the decoder must reconstruct the unmasked x.
+- ``rvq``: residual VQ on the raw vectors, no encoder/decoder, trained level by
+  level (GRID §3.1 "R-VQ"): each level's codebook is k-means initialised on its
+  residuals, then trained with the VQ codebook loss for ``epochs``. Without an
+  encoder the inputs are data, so the commitment term and the STE carry no
+  gradient; the codebook loss makes this SGD-refined k-means. Residuals are
+  L2-normalised per level like ``rkmeans`` (GRID §4 setup), decoded the same way.
+
+Training: AdamW, ``lr`` 1e-3, mini-batches of ``batch_size``; the MLP runs on
+``device``. ``history_`` keeps per-epoch means of the losses and the smallest
+per-level codebook usage seen in that epoch (the curve of R³-VAE Fig. 4, right).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sidrec.errors import SidrecError
+from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, mlp, sq_dist
+from sidrec.tokenizers.base import check_bool, check_dims, check_float, register
+
+BETA = 0.25  # commitment weight (TIGER, UniGRec eq. 7)
+
+
+class ResidualVQ(nn.Module):
+    """L residual codebooks with nearest-codeword lookup and STE.
+
+    Args:
+        n_levels: L.
+        codebook_size: K codewords per level.
+        dim: D, the width of the quantised vectors.
+    """
+
+    def __init__(self, n_levels: int, codebook_size: int, dim: int):
+        super().__init__()
+        self.codebooks = nn.Parameter(torch.randn(n_levels, codebook_size, dim) / dim**0.5)  # (L, K, D)
+
+    def forward(self, z: torch.Tensor, beta: float = BETA) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Quantise z (B, D) -> (z_q with STE (B, D), codes (B, L), VQ loss scalar)."""
+        r, zq, loss, codes = z, torch.zeros_like(z), z.new_zeros(()), []
+        for cb in self.codebooks:  # (K, D)
+            idx = sq_dist(r, cb).argmin(1)  # (B,)
+            e = cb[idx]  # (B, D)
+            loss = loss + F.mse_loss(e, r.detach()) + beta * F.mse_loss(r, e.detach())  # eq. 7
+            zq = zq + e
+            r = r - e.detach()  # residual update (eq. 4)
+            codes.append(idx)
+        return z + (zq - z).detach(), torch.stack(codes, 1), loss  # STE: forward zq, gradient to z
+
+    @torch.no_grad()
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """Sum of the selected codewords (B, D) for codes (B, L)."""
+        return sum(cb[codes[:, l]] for l, cb in enumerate(self.codebooks))
+
+
+class RQVAEModule(nn.Module):
+    """Encoder -> residual VQ -> decoder (TIGER).
+
+    Args:
+        dim: input width d.
+        dims: encoder widths after d, the last being the latent width.
+        n_levels, codebook_size: of the quantiser.
+    """
+
+    def __init__(self, dim: int, dims: tuple[int, ...], n_levels: int, codebook_size: int):
+        super().__init__()
+        self.encoder = mlp([dim, *dims])
+        self.decoder = mlp([*reversed(dims), dim])
+        self.quantizer = ResidualVQ(n_levels, codebook_size, dims[-1])
+
+    def forward(self, x: torch.Tensor, beta: float = BETA) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, d) -> (x_hat (B, d), codes (B, L), VQ loss)."""
+        zq, codes, vq_loss = self.quantizer(self.encoder(x), beta)
+        return self.decoder(zq), codes, vq_loss
+
+
+@register("rqvae")
+class RQVAE(TorchTokenizer):
+    """TIGER's RQ-VAE.
+
+    Args:
+        n_levels: residual codebooks.
+        codebook_size: codewords per codebook.
+        seed: weights, k-means and batch order.
+        dims: encoder widths after the input; the last is the latent (codeword) width.
+        kmeans_init: k-means initialise the codebooks on the initial latents (else random normal).
+        dead_code_reset: reset codewords unused during an epoch to random latents.
+        epochs: passes over the items.
+        batch_size: items per step.
+        lr: AdamW learning rate.
+        device: "auto" (cuda if available, else cpu), "cpu" or "cuda".
+    """
+
+    def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0,
+                 dims: tuple[int, ...] = (512, 256, 128, 32), kmeans_init: bool = True,
+                 dead_code_reset: bool = True, epochs: int = 200, batch_size: int = 1024,
+                 lr: float = 1e-3, device: str = "auto"):
+        super().__init__(n_levels, codebook_size, seed)
+        self.dims = dims
+        self.kmeans_init = kmeans_init
+        self.dead_code_reset = dead_code_reset
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.device = device
+
+    mask_ratio = 0.0  # input masking during training (``mq``)
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        owner = type(self).__name__
+        self.dims = check_dims(owner, "dims", self.dims)
+        check_bool(owner, "kmeans_init", self.kmeans_init)
+        check_bool(owner, "dead_code_reset", self.dead_code_reset)
+        if self.single_level and self.n_levels != 1:
+            raise SidrecError(f"`n_levels` of {owner} must be 1 (single codebook; set tokenizer.n_levels=1), got {self.n_levels}.")
+
+    def _build(self, dim: int) -> nn.Module:
+        return RQVAEModule(dim, tuple(self.dims), self.n_levels, self.codebook_size)
+
+    def _init_codebooks(self, x: torch.Tensor) -> None:
+        m: RQVAEModule = self.module_
+        with torch.no_grad():
+            r = m.encoder(x)
+            for level, cb in enumerate(m.quantizer.codebooks):
+                kmeans_init_(cb, r, self.seed + level)
+                r = r - cb[sq_dist(r, cb).argmin(1)]
+
+    def _train(self, x: torch.Tensor, progress: bool) -> None:
+        m: RQVAEModule = self.module_
+        if self.kmeans_init:
+            self._init_codebooks(x)
+        opt = torch.optim.AdamW(m.parameters(), lr=self.lr, weight_decay=0.0)
+        L, K = self.n_levels, self.codebook_size
+        used = torch.zeros(L, K, dtype=torch.bool, device=x.device)
+        last = {}
+
+        def step(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
+            inp = xb
+            if self.mask_ratio > 0:  # ``mq``: zero random input elements, reconstruct the clean x
+                inp = xb * (torch.rand_like(xb) >= self.mask_ratio)
+            x_hat, codes, vq_loss = m(inp)
+            rec = F.mse_loss(x_hat, xb)
+            loss = rec + vq_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            used.scatter_(1, codes.T, True)
+            last["batch"] = inp
+            return {"loss": loss.detach(), "rec": rec.detach(), "vq": vq_loss.detach()}
+
+        usage_log: list[list[float]] = []
+
+        def on_epoch(epoch: int) -> None:
+            usage_log.append(used.float().mean(1).tolist())  # (L,) fraction of codewords used this epoch
+            if self.dead_code_reset and epoch < self.epochs - 1:
+                self._reset_dead(last["batch"], used)
+            used.zero_()
+
+        history = self._loop(x, step, progress, on_epoch=on_epoch)
+        self.history_ = [
+            {"epoch": e, **{k: round(v, 6) for k, v in h.items()}, "usage": [round(u, 4) for u in us]}
+            for e, (h, us) in enumerate(zip(history, usage_log))
+        ]
+
+    @torch.no_grad()
+    def _reset_dead(self, xb: torch.Tensor, used: torch.Tensor) -> None:
+        """Replace codewords unused this epoch with residuals of random batch items."""
+        m: RQVAEModule = self.module_
+        r = m.encoder(xb)
+        for level, cb in enumerate(m.quantizer.codebooks):
+            dead = (~used[level]).nonzero().squeeze(1)
+            if dead.numel():
+                pick = torch.randint(0, r.shape[0], (dead.numel(),), device=r.device)
+                cb[dead] = r[pick]
+            r = r - cb[sq_dist(r, cb).argmin(1)]
+
+    def _codes(self, x: torch.Tensor) -> torch.Tensor:
+        m: RQVAEModule = self.module_
+        return m.quantizer(m.encoder(x))[1]
+
+    def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        m: RQVAEModule = self.module_
+        return m.decoder(m.quantizer.lookup(codes))
+
+
+@register("vqvae")
+class VQVAE(RQVAE):
+    """Single-codebook VQ-VAE with STE (R³-VAE's baseline); ``n_levels`` must be 1.
+
+    Same arguments as :class:`RQVAE`.
+    """
+
+    single_level = True
+
+    def __init__(self, n_levels: int = 1, codebook_size: int = 256, seed: int = 0,
+                 dims: tuple[int, ...] = (512, 256, 128, 32), kmeans_init: bool = True,
+                 dead_code_reset: bool = True, epochs: int = 200, batch_size: int = 1024,
+                 lr: float = 1e-3, device: str = "auto"):
+        super().__init__(n_levels, codebook_size, seed, dims, kmeans_init, dead_code_reset, epochs, batch_size, lr, device)
+
+
+@register("mq")
+class MaskedRQVAE(RQVAE):
+    """TokenRec's masked vector-quantised tokenizer, as an RQ-VAE with input masking.
+
+    Args:
+        n_levels, codebook_size, seed, dims, epochs, batch_size, lr, device: as :class:`RQVAE`
+            (k-means init and dead-code reset are on).
+        mask_ratio: probability of zeroing each input element during training.
+    """
+
+    def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0,
+                 dims: tuple[int, ...] = (512, 256, 128, 32), mask_ratio: float = 0.2,
+                 epochs: int = 200, batch_size: int = 1024, lr: float = 1e-3, device: str = "auto"):
+        super().__init__(n_levels, codebook_size, seed, dims, True, True, epochs, batch_size, lr, device)
+        self.mask_ratio = mask_ratio
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_float(type(self).__name__, "mask_ratio", self.mask_ratio, 0.0, 0.95)

@@ -1,0 +1,112 @@
+"""Method-specific behaviour beyond the shared contract."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sidrec.errors import SidrecError
+from sidrec.metrics.sid_quality import preference_discrimination, semantic_cohesion
+from sidrec.tokenizers._kmeans import balanced_assign
+from sidrec.tokenizers.r3vae import R3VAEModule, preference_discrimination_loss, semantic_cohesion_loss
+from sidrec.tokenizers.soft_rqvae import SoftRQVAEModule, codeword_uniformity_loss
+
+from .conftest import K, clustered, make_tokenizer
+
+
+def _purity(pred: np.ndarray, label: np.ndarray) -> float:
+    """Fraction of items whose code is the majority code of their true cluster."""
+    return sum(np.bincount(pred[label == c]).max() for c in np.unique(label)) / len(label)
+
+
+@pytest.mark.parametrize("method", ["rkmeans", "rkmeans-balanced", "kmeans", "rvq"])
+def test_first_level_recovers_well_separated_clusters(method):
+    x, label = clustered(spread=0.02)
+    codes = make_tokenizer(method).fit(x).encode(x)
+    # Lloyd from a random init may merge two true clusters (a local optimum), never more here
+    assert _purity(codes[:, 0], label) >= 1 - 2 / K
+
+
+def test_balanced_assignment_respects_capacity_and_prefers_near_centroids():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 4)).astype(np.float32)
+    c = np.zeros((3, 4), dtype=np.float32)
+    c[0] = 10  # every point is nearest to centroid 1/2 (ties) but capacity forces a spread
+    a = balanced_assign(x, c)
+    assert np.bincount(a, minlength=3).max() <= math.ceil(50 / 3)
+    codes = make_tokenizer("rkmeans-balanced").fit(clustered()[0]).encode(clustered()[0])
+    for level in range(codes.shape[1]):
+        assert np.bincount(codes[:, level]).max() <= math.ceil(len(codes) / K)
+
+
+def test_rkmeans_normalisation_switch_changes_codes():
+    x = clustered(spread=0.3)[0] * np.linspace(0.5, 3, 300, dtype=np.float32)[:, None]
+    a = make_tokenizer("rkmeans", normalize_residuals=True).fit(x).encode(x)
+    b = make_tokenizer("rkmeans", normalize_residuals=False).fit(x).encode(x)
+    assert not np.array_equal(a, b)
+
+
+def test_hierarchical_kmeans_leaves_decode_to_their_item_when_parents_are_small():
+    x = clustered()[0]
+    tok = make_tokenizer("kmeans", n_levels=2, codebook_size=64)
+    codes = tok.fit(x).encode(x)
+    assert len(np.unique(codes, axis=0)) == len(x)  # < 64 items per top cluster -> one leaf per item
+    np.testing.assert_allclose(tok.decode(codes), x, atol=1e-6)
+
+
+def test_vqvae_is_single_level():
+    with pytest.raises(SidrecError, match=r"`n_levels` of VQVAE must be 1 \(single codebook; set tokenizer.n_levels=1\), got 3."):
+        make_tokenizer("vqvae", n_levels=3).fit(clustered()[0])
+
+
+def test_r3vae_projection_and_rating_follow_the_equations():
+    torch.manual_seed(0)
+    m = R3VAEModule(dim=5, n_levels=2, codebook_size=6, top_k=6, temperature=1.0)
+    x = torch.randn(7, 5)
+    alpha, e0 = m.project(x)
+    torch.testing.assert_close(e0 @ m.ref, torch.zeros(7), atol=1e-5, rtol=0)  # e0 is orthogonal to r
+    e_hat, code = m.rate(e0, 0)
+    cb = m.codebooks[0]
+    s = torch.nn.functional.cosine_similarity(e0[:, None, :], cb[None], dim=2)
+    torch.testing.assert_close(e_hat, torch.softmax(s, 1) @ cb)  # top_k = M: plain softmax-weighted sum
+    assert torch.equal(code, s.argmax(1))
+    x_hat, codes, _ = m(x)
+    e1 = e0 - e_hat
+    torch.testing.assert_close(x_hat, alpha[:, None] * m.ref + e_hat + m.rate(e1, 1)[0])  # eq. 11
+
+
+def test_r3vae_regularisers_match_the_evaluation_metrics():
+    rng = np.random.default_rng(1)
+    e = rng.normal(size=(12, 4))
+    code = np.array([0, 0, 1, 1, 1, 2, 3, 3, 0, 2, 2, 1])
+    sc = semantic_cohesion_loss(torch.tensor(e), torch.tensor(code), 5)
+    assert float(sc) == pytest.approx(semantic_cohesion(e, code[:, None]))
+    cb = rng.normal(size=(5, 4))
+    pd = preference_discrimination_loss(torch.tensor(cb))
+    assert float(pd) == pytest.approx(preference_discrimination(cb, np.arange(5)[:, None]))
+
+
+def test_soft_rqvae_probabilities_are_differentiable_and_hard_ids_are_their_argmax():
+    x = clustered()[0]
+    tok = make_tokenizer("soft-rqvae").fit(x)
+    xt = torch.from_numpy(x[:20])
+    probs = tok.probabilities(xt)
+    assert probs.shape == (20, 2, K)
+    torch.testing.assert_close(probs.sum(2), torch.ones(20, 2))
+    codeword_uniformity_loss(probs).backward()
+    assert tok.module_.codebooks.grad is not None and tok.module_.encoder[0].weight.grad.abs().sum() > 0
+    # first level: the hard ID is the argmax of the soft assignment (same residual)
+    np.testing.assert_array_equal(tok.encode(x[:20])[:, 0], probs[:, 0].argmax(1).numpy())
+    assert tok.tau(0, 10) == tok.tau_max and tok.tau(9, 10) == pytest.approx(tok.tau_min)
+
+
+def test_soft_rqvae_module_works_inside_a_larger_model():
+    inner = SoftRQVAEModule(dim=6, dims=(8, 4), n_levels=2, codebook_size=5)
+    outer = torch.nn.Sequential(torch.nn.Linear(3, 6), inner.encoder)
+    assert sum(p.numel() for p in outer.parameters()) > 0
+    x_hat, probs = inner(torch.randn(4, 6), tau=0.5)
+    assert x_hat.shape == (4, 6) and probs.shape == (4, 2, 5)
+    assert codeword_uniformity_loss(torch.full((3, 2, 4), 0.25)) == pytest.approx(2 * math.log(0.25))
