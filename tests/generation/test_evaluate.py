@@ -40,9 +40,9 @@ def test_wide_beam_metrics_equal_a_brute_force_reference(prepared_setup):
 
 def test_metrics_do_not_depend_on_batching_or_mode_switches(prepared_setup):
     model, data, sids = prepared_setup
-    a = evaluate_split(model, data, sids, "valid", beam_size=6, ks=(5, 10), batch_size=4)
+    a = evaluate_split(model, data, sids, "valid", beam_size=10, ks=(5, 10), batch_size=4)
     model.train()
-    b = evaluate_split(model, data, sids, "valid", beam_size=6, ks=(5, 10), batch_size=64)
+    b = evaluate_split(model, data, sids, "valid", beam_size=10, ks=(5, 10), batch_size=64)
     assert model.training  # restored
     for key in KEYS[:-1]:
         assert a[key] == pytest.approx(b[key])
@@ -74,7 +74,7 @@ def test_user_tokens_reach_the_model(prepared_setup):
             return super().start(history, beam_size)
 
     model = NeedsUserBins(sids.vocab_sizes, d=8, user_tokens=7)
-    got = evaluate_split(model, data, sids, "test", beam_size=3, ks=(5,), batch_size=16)
+    got = evaluate_split(model, data, sids, "test", beam_size=3, ks=(3,), batch_size=16)
     assert got["n_users"] == data.n_users
 
 
@@ -95,6 +95,13 @@ def test_mismatched_sid_table_and_bad_split(prepared_setup):
     other = toy_sids_for(data, [4, 4], "digit")
     other.item_ids = other.item_ids[:-1] + ["not-prepared"]
     with pytest.raises(SidrecError, match=f"lacks 1 of the {data.n_items} prepared items"):
-        evaluate_split(model, data, other, "test", beam_size=3)
+        evaluate_split(model, data, other, "test", beam_size=3, ks=(3,))
     with pytest.raises(SidrecError, match="unknown split"):
-        evaluate_split(model, data, sids, "train", beam_size=3)
+        evaluate_split(model, data, sids, "train", beam_size=3, ks=(3,))
+
+
+def test_cutoffs_beyond_the_beam_warn_and_equal_the_beam_cutoff(prepared_setup):
+    model, data, sids = prepared_setup
+    with pytest.warns(UserWarning, match="exceed the beam size 5"):
+        got = evaluate_split(model, data, sids, "test", beam_size=5, ks=(5, 10), batch_size=16)
+    assert got["recall@10"] == got["recall@5"] and got["ndcg@10"] == got["ndcg@5"]

@@ -19,7 +19,7 @@ def run_dir(tmp_path, prepared_setup, monkeypatch):
 
 def test_evaluate_writes_metrics_and_predictions(run_dir):
     workdir, data = run_dir
-    cfg = load_config(None, [f"workdir={workdir}", "eval.beam_size=6", "eval.ks=5,10", "eval.batch_size=16"])
+    cfg = load_config(None, [f"workdir={workdir}", "eval.beam_size=10", "eval.ks=5,10", "eval.batch_size=16"])
     rec = run_evaluate(cfg, save_predictions=True, exact_users=5, progress=False)
     on_disk = json.loads((workdir / "eval" / "metrics.json").read_text())
     assert on_disk["metrics"] == pytest.approx(rec["metrics"])
@@ -28,7 +28,7 @@ def test_evaluate_writes_metrics_and_predictions(run_dir):
     assert len(lines) == data.n_users
     assert {ln["user_id"] for ln in lines} == set(data.user_ids)
     for ln in lines:
-        assert len(ln["items"]) == len(ln["scores"]) <= 6
+        assert len(ln["items"]) == len(ln["scores"]) <= 10
         assert ln["scores"] == sorted(ln["scores"], reverse=True)
     # recall@5 recomputed from the saved lists
     hits = sum(ln["target"] in ln["items"][:5] for ln in lines)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from sidrec.data.prepared import PreparedData
+from sidrec.data.prepared import SPLITS, PreparedData
 from sidrec.errors import SidrecError
 from sidrec.generation.batching import make_history_batch
 from sidrec.generation.beam import beam_search, ranked_items
@@ -167,8 +168,16 @@ def evaluate_split(
         ``recall@k``/``ndcg@k`` per k, ``mrr``, ``n_users`` and ``users_per_second``
         (decoding wall time, batching included).
     """
+    if split not in SPLITS:
+        raise SidrecError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     users = pick_users(data.n_users, max_users, seed)
     acc = RankingAccumulator(ks)
+    if max(acc.ks) > beam_size:
+        warnings.warn(
+            f"cut-offs {[k for k in acc.ks if k > beam_size]} exceed the beam size {beam_size}: "
+            f"those metrics are computed on the {beam_size}-long list (they equal @{beam_size})",
+            stacklevel=2,
+        )
     sids = align_sids(data, sids)
     trie = SIDTrie.build(sids.codes, sids.vocab_sizes, sids.representative)
     was_training = bool(getattr(model, "training", False))
