@@ -80,7 +80,7 @@ class UniGRecConfig:
     lambda_recon: float = 0.5
     lambda_cd_t: float = 0.1  # tokenizer-side distillation (eq. 18); 0 = off. Paper searches {0.01..1}
     lambda_cd_r: float = 0.1  # recommender-side distillation (eq. 20); 0 = off
-    tau: float = 1e-3  # stage-2 assignment temperature (= stage 1's tau_min)
+    tau: float = 0.0  # stage-2 assignment temperature; 0 = the stage-1 tokenizer's tau_min (else 1e-3)
     tau_prime: float = 0.07  # InfoNCE temperature (eq. 19)
     tokenizer_lr: float = 2e-7  # paper: {2e-7, 2e-8}
     teacher: str = ""  # SASRec run dir (sidrec.training.sasrec) or an (n_items, d) .npy
@@ -166,8 +166,8 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     for name, v in (("batch_size", t.batch_size), ("max_steps", t.max_steps), ("eval_every", t.eval_every), ("patience", t.patience)):
         if v <= 0:
             raise SidrecError(f"train.{name} must be positive, got {v}")
-    if u.tau <= 0 or u.tau_prime <= 0:
-        raise SidrecError(f"unigrec.tau and tau_prime must be positive, got {u.tau}, {u.tau_prime}")
+    if u.tau < 0 or u.tau_prime <= 0:
+        raise SidrecError(f"unigrec.tau must be >= 0 and tau_prime > 0, got {u.tau}, {u.tau_prime}")
     device = resolve_device(t.device)
     threads = set_threads(t.num_threads)
     data = PreparedData(cfg.paths.data)
@@ -188,7 +188,8 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     table = build_table(soft, items, data.item_ids, sizes)
     vocab = sizes + [max(4, 2 * table.vocab_sizes[-1])]
     rec = build_model(dataclasses.replace(cfg.model, arch="encdec"), vocab, data.max_history)
-    model = UniGRec(rec, soft, items, teacher, u.tau, u.tau_prime).to(device)
+    tau = u.tau or float(getattr(tok, "tau_min", 1e-3))  # Algorithm 1 line 12: tau <- tau_min
+    model = UniGRec(rec, soft, items, teacher, tau, u.tau_prime).to(device)
     for p in soft.parameters():
         p.requires_grad_(u.joint)
     train_data = TrainData(data.train_sequences(), np.arange(data.n_items)[:, None], data.max_history,
@@ -330,6 +331,7 @@ def _finish(cfg: Config, tok: Tokenizer, soft: SoftTokenizer, state: UniGRecStat
         "best_valid": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
         "collision_per_epoch": state.collisions,
         "tables_kept": state.tables_kept,
+        "tau": model.tau,
         "train_samples": state.samples,
         "train_seconds": state.train_seconds,
         "samples_per_s": state.samples / max(state.train_seconds, 1e-9),
