@@ -10,21 +10,15 @@
 - ``mq``: TokenRec's masked tokenizer as R³-VAE describes it ("masked vector
   based RQ-VAE"): during training each input element is zeroed with
   probability ``mask_ratio`` and the decoder must reconstruct the unmasked x.
-- ``rvq``: residual VQ on the raw vectors, no encoder/decoder, trained level by
-  level (GRID §3.1 "R-VQ"): each level's codebook is k-means initialised on its
-  residuals, then trained with the VQ codebook loss for ``epochs``. Without an
-  encoder the inputs are data, so the commitment term and the STE carry no
-  gradient; the codebook loss makes this SGD-refined k-means. Residuals are
-  L2-normalised per level like ``rkmeans`` (GRID §4 setup), decoded the same way.
 
 Training: AdamW, ``lr`` 1e-3, mini-batches of ``batch_size``; the MLP runs on
-``device``. ``history_`` keeps per-epoch means of the losses and the smallest
-per-level codebook usage seen in that epoch (the curve of R³-VAE Fig. 4, right).
+``device``. ``history_`` keeps per-epoch means of the losses and each level's
+codebook usage during that epoch (the curve of R³-VAE Fig. 4, right). ``rvq``
+(no encoder) lives in :mod:`sidrec.tokenizers.rvq`.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
