@@ -67,6 +67,7 @@ class ModelConfig:
     d_ff: int = 1024
     dropout: float = 0.1
     user_tokens: int = 0  # TIGER's hashed user tokens; 0 = off (GRID Table 4's best)
+    history_tokens: str = "item"  # encdec encoder input: "item" = one token per item (sum of its SID embeddings), "sid" = one per SID token
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class TrainConfig:
     sliding_window: bool = True
     device: str = "auto"
     num_threads: int = 0  # torch intra-op threads; 0 = all cores
+    val_users: int = 0  # validate on a fixed seeded subset of this many users; 0 = all
 
 
 @dataclass(frozen=True)

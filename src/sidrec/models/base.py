@@ -1,5 +1,9 @@
 """The contract between sequence models, training and decoding.
 
+CHANGES (models developer, for the decoding side): no method signature changed.
+Added: attribute ``user_tokens`` (0 = off) on every model, and :func:`user_bins`
+to fill ``HistoryBatch.user_bins`` from external user ids when it is > 0.
+
 Histories are given at the item level as padded SID codes; how a model turns
 them into tokens (one token per SID position, or one per item) is its own
 business. Decoding is incremental: the context is encoded once per user, then
@@ -13,6 +17,8 @@ K beams, V_t vocabulary size of position t.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import zlib
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -38,6 +44,16 @@ class HistoryBatch:
         return HistoryBatch(self.codes.to(device), self.mask.to(device), ub)
 
 
+def user_bins(user_ids: Sequence[str], n_bins: int) -> torch.Tensor | None:
+    """TIGER's hashed user tokens: crc32(external user id) mod ``n_bins``; None when ``n_bins`` is 0.
+
+    Stable across processes and runs (unlike Python's ``hash``). Returns (B,) long.
+    """
+    if n_bins <= 0:
+        return None
+    return torch.tensor([zlib.crc32(u.encode("utf-8")) % n_bins for u in user_ids], dtype=torch.long)
+
+
 class DecodeCache(Protocol):
     """Model-specific incremental state (self-attention KV per layer, encoder output)."""
 
@@ -47,9 +63,12 @@ class SIDGenerator(Protocol):
 
     Attributes:
         vocab_sizes: vocabulary size of each SID position (length T).
+        user_tokens: number of hashed user-token bins (0 = off); when > 0, histories need
+            ``user_bins`` (see :func:`user_bins`).
     """
 
     vocab_sizes: list[int]
+    user_tokens: int
 
     def start(self, history: HistoryBatch, beam_size: int) -> DecodeCache:
         """Encode each user's context once; return a cache for ``beam_size`` beams per user.

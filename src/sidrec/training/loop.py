@@ -1,0 +1,260 @@
+"""The training recipe: an explicit AdamW loop with validation, early stopping and exact resume.
+
+Every ``eval_every`` steps rank 0 validates (beam search on the validation split
+through the injected ``validate`` function), the best model by validation NDCG@10
+is kept (``best.safetensors`` + ``best.json``), and a full checkpoint
+(``last.pt``: model, optimizer, scheduler, every rank's python/numpy/torch RNG
+state, data order position, step, metric history) is written atomically. The
+data order is a pure function of ``(seed, epoch)``, so a run killed at any moment
+and resumed from ``last.pt`` replays exactly what the uninterrupted run did.
+
+Under torchrun each rank takes a contiguous share of every global batch; losses
+are scaled so DDP's gradient average equals the gradient of the global-batch mean.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from sidrec.config import TrainConfig
+from sidrec.io import atomic_path, write_json
+from sidrec.training import distributed as D
+from sidrec.training.data import Batch, TrainData
+from sidrec.training.logs import TensorBoardLog, plot_curves, write_metrics_csv
+
+Validator = Callable[[nn.Module], dict[str, float]]
+LAST, BEST, BEST_META = "last.pt", "best.safetensors", "best.json"
+TIMING = ("val_seconds", "val_users_per_second")  # logged, but not metrics
+
+
+class Interrupted(RuntimeError):
+    """Raised by the ``interrupt_at`` test hook to simulate a killed run."""
+
+
+@dataclass
+class TrainState:
+    """Counters that, with the RNG states, fully determine what happens next."""
+
+    step: int = 0
+    epoch: int = 0
+    index: int = 0  # next batch of the epoch
+    best: float = -math.inf
+    best_step: int = -1
+    bad_evals: int = 0
+    stopped: str = ""  # why training ended ("" while running)
+    train_seconds: float = 0.0
+    samples: int = 0  # next-item targets trained on, all ranks
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _LossModule(nn.Module):
+    """Wraps a model so DDP sees one forward: Batch -> (sum of per-target losses, n_targets)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, b: Batch) -> torch.Tensor:
+        if b.codes is not None:
+            total, _ = self.model.sequence_loss(b.codes, b.lengths, b.user_bins)
+            return total
+        return self.model.loss(b.history, b.targets) * b.n_targets
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(s: dict[str, Any]) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW (fused CPU/GPU kernel); weight decay on matrices only (not norms, biases)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+
+
+def train(
+    model: nn.Module,
+    data: TrainData,
+    validate: Validator,
+    cfg: TrainConfig,
+    out_dir: Path,
+    seed: int,
+    resume: bool = False,
+    progress: bool = True,
+    interrupt_at: int | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` until early stopping or ``cfg.max_steps``; return the run summary.
+
+    Args:
+        model: a registered SID generator, already on its device.
+        data: training units; batches come from ``data.epoch_batches``.
+        validate: model -> validation metrics (needs "ndcg@10"); called on rank 0 only.
+        cfg: the ``train`` config section.
+        out_dir: where checkpoints and logs go.
+        seed: seeds dropout (per rank) for a fresh run.
+        resume: continue from ``out_dir/last.pt`` if it exists.
+        progress: show a tqdm bar (rank 0).
+        interrupt_at: test hook; raise :class:`Interrupted` right after this step.
+
+    Returns:
+        Summary dict (best step and validation metrics, steps, epochs, samples/s, ...).
+    """
+    rank, world = D.world_info()[:2]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wrapped: nn.Module = _LossModule(model)
+    if world > 1:
+        wrapped = DistributedDataParallel(wrapped)
+    opt = _optimizer(model, cfg)
+    warm = max(1, cfg.warmup_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    state = TrainState()
+    last = out_dir / LAST
+    if resume and last.is_file():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        assert ck["world"] == world, f"checkpoint was written by {ck['world']} ranks, now {world}"
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        state = TrainState(**ck["state"])
+        _set_rng_state(ck["rng"][rank])
+    else:
+        random.seed(seed + rank)
+        np.random.seed(seed + rank)
+        torch.manual_seed(seed * 1000 + rank)
+    tb = TensorBoardLog(out_dir / "tensorboard", purge_step=state.step) if rank == 0 else None
+    bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not (progress and rank == 0), dynamic_ncols=True)
+    loss_acc = n_acc = 0.0
+    win_samples, win_seconds = 0, 0.0
+    batches = data.epoch_batches(state.epoch)
+    model.train()
+    while not state.stopped and state.step < cfg.max_steps:
+        if state.index >= len(batches):
+            state.epoch, state.index = state.epoch + 1, 0
+            batches = data.epoch_batches(state.epoch)
+        t0 = time.perf_counter()
+        b = data.make_batch(batches[state.index], rank, world)
+        total = wrapped(b)  # sum over this rank's targets of the per-token cross-entropy
+        loss = total * (world / b.n_global)  # DDP averages grads over ranks -> global-batch mean
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        dt = time.perf_counter() - t0
+        state.step, state.index = state.step + 1, state.index + 1
+        state.samples += b.n_global
+        state.train_seconds += dt
+        win_samples, win_seconds = win_samples + b.n_global, win_seconds + dt
+        loss_acc, n_acc = loss_acc + float(total.detach()), n_acc + b.n_targets
+        bar.update(1)
+        if state.step % 20 == 0:
+            bar.set_postfix(loss=f"{loss_acc / max(n_acc, 1):.3f}", samples_s=f"{win_samples / max(win_seconds, 1e-9):.0f}")
+        if state.step % cfg.eval_every == 0 or state.step == cfg.max_steps:
+            loss_acc, n_acc = D.all_reduce_sum([loss_acc, n_acc])
+            row = {
+                "step": state.step,
+                "epoch": round(state.epoch + state.index / max(len(batches), 1), 3),
+                "train_loss": loss_acc / max(n_acc, 1),
+                "samples_per_s": win_samples / max(win_seconds, 1e-9),
+                "lr": sched.get_last_lr()[0],
+            }
+            loss_acc = n_acc = 0.0
+            win_samples, win_seconds = 0, 0.0
+            _evaluate(model, validate, state, row, cfg, out_dir, rank)
+            if rank == 0:
+                write_metrics_csv(out_dir / "metrics.csv", state.rows)
+                plot_curves(out_dir / "curves.png", state.rows)
+                tb.scalars(state.step, {f"train/{k}": row[k] for k in ("train_loss", "samples_per_s", "lr")})
+                tb.scalars(state.step, {f"valid/{k[4:]}": v for k, v in row.items() if k.startswith("val_")})
+            if state.bad_evals >= cfg.patience:
+                state.stopped = f"early stop: no validation NDCG@10 gain in {cfg.patience} evaluations"
+            elif state.step >= cfg.max_steps:
+                state.stopped = f"reached max_steps={cfg.max_steps}"
+            _save_last(last, model, opt, sched, state, world)
+        if interrupt_at is not None and state.step == interrupt_at:
+            bar.close()
+            raise Interrupted(f"interrupted after step {state.step}")
+    bar.close()
+    if tb is not None:
+        tb.close()
+    summary = {
+        "stopped": state.stopped,
+        "steps": state.step,
+        "epochs": state.epoch + state.index / max(len(batches), 1),
+        "best_step": state.best_step,
+        "best_valid": {k[4:]: v for k, v in _best_row(state).items() if k.startswith("val_") and k not in TIMING},
+        "train_samples": state.samples,
+        "train_seconds": state.train_seconds,
+        "samples_per_s": state.samples / max(state.train_seconds, 1e-9),
+    }
+    if rank == 0:
+        write_json(out_dir / "train_summary.json", summary)
+    D.barrier()
+    return summary
+
+
+def _best_row(state: TrainState) -> dict[str, Any]:
+    return next((r for r in state.rows if r["step"] == state.best_step), {})
+
+
+def _evaluate(model: nn.Module, validate: Validator, state: TrainState, row: dict[str, Any], cfg: TrainConfig, out_dir: Path, rank: int) -> None:
+    """Validate on rank 0, share the result, update early stopping, keep the best weights."""
+    metrics = None
+    if rank == 0:
+        t0 = time.perf_counter()
+        rng = _rng_state()  # validation must not perturb the training RNG stream
+        model.eval()
+        with torch.no_grad():
+            metrics = {k: float(v) for k, v in validate(model).items()}
+        model.train()
+        _set_rng_state(rng)
+        metrics["seconds"] = time.perf_counter() - t0
+    metrics = D.broadcast_object(metrics)
+    row.update({f"val_{k}": v for k, v in metrics.items()})
+    state.rows.append(row)
+    score = metrics["ndcg@10"]
+    if score > state.best:
+        state.best, state.best_step, state.bad_evals = score, state.step, 0
+        if rank == 0:
+            with atomic_path(out_dir / BEST) as tmp:
+                save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+            write_json(out_dir / BEST_META, {"arch": model.arch, "config": model.config(), "step": state.step, "valid": metrics})
+    else:
+        state.bad_evals += 1
+
+
+def _save_last(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, state: TrainState, world: int) -> None:
+    rngs = D.gather_objects(_rng_state())
+    if D.world_info()[0] == 0:
+        ck = {
+            "arch": model.arch,
+            "config": model.config(),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "state": asdict(state),
+            "rng": rngs,
+            "world": world,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(ck, tmp)
+    D.barrier()

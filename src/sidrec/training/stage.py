@@ -1,0 +1,178 @@
+"""``sidrec train`` and the helpers the evaluation stages use to load its result.
+
+``run_evaluate`` / ``run_recommend`` live in :mod:`sidrec.generation.stage`; they are
+re-exported here (lazily) because the CLI imports them from this module.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from sidrec.config import Config, dump_config
+from sidrec.data.prepared import PreparedData
+from sidrec.errors import SidrecError
+from sidrec.io import read_json, write_json
+from sidrec.models import build_from_config, build_model
+from sidrec.models.base import user_bins
+from sidrec.tokenizers.sid_table import SIDTable
+from sidrec.training import distributed as D
+from sidrec.training.data import TrainData
+from sidrec.training.loop import BEST, BEST_META, Validator, train
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> cuda if available else cpu; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SidrecError(f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
+
+
+def set_threads(num_threads: int) -> int:
+    """torch intra-op threads: ``num_threads`` or, when 0, the cores shared among local ranks.
+
+    Also flushes denormal floats to zero (a measured speed-up of the optimizer step on CPU).
+    """
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    n = num_threads or max(1, (os.cpu_count() or 1) // local_world)
+    torch.set_num_threads(n)
+    torch.set_flush_denormal(True)  # Adam's tiny second moments turn denormal and crawl on x86
+    return n
+
+
+def item_codes(data: PreparedData, sids: SIDTable) -> np.ndarray:
+    """SID codes in item_idx order, (n_items, T); every prepared item must have a SID."""
+    pos = {item: n for n, item in enumerate(sids.item_ids)}
+    missing = [i for i in data.item_ids if i not in pos]
+    if missing:
+        raise SidrecError(f"SID table lacks {len(missing)} prepared items (e.g. {missing[0]!r}); re-run `sidrec tokenize`")
+    return sids.codes[[pos[i] for i in data.item_ids]]
+
+
+def make_validator(cfg: Config, data: PreparedData, sids: SIDTable) -> Validator:
+    """Beam-search validation (``sidrec.generation.evaluate.evaluate_split``) on ``train.val_users`` users."""
+    ks = tuple(sorted(set(cfg.eval.ks) | {10}))
+
+    def validate(model: nn.Module) -> dict[str, float]:
+        from sidrec.generation.evaluate import evaluate_split
+
+        return evaluate_split(
+            model, data, sids, "valid", beam_size=cfg.eval.beam_size, constrained=cfg.eval.constrained,
+            ks=ks, batch_size=cfg.eval.batch_size, max_users=cfg.train.val_users or None, progress=False,
+        )  # fmt: skip
+
+    return validate
+
+
+def build_train_data(cfg: Config, data: PreparedData, sids: SIDTable, unit: str) -> TrainData:
+    """Training units from the train part of every user's sequence."""
+    bins = user_bins(data.user_ids, cfg.model.user_tokens)
+    return TrainData(
+        data.train_sequences(), item_codes(data, sids), data.max_history, unit, cfg.train.sliding_window,
+        cfg.train.batch_size, cfg.seed, None if bins is None else bins.numpy(),
+    )  # fmt: skip
+
+
+def run_train(cfg: Config, resume: bool = False, progress: bool = True, validate: Validator | None = None) -> dict[str, Any]:
+    """Train the generative recommender of ``cfg.model`` on ``cfg.paths.data`` with ``cfg.paths.tokenizer`` SIDs.
+
+    Writes to ``cfg.paths.model``: ``best.safetensors`` + ``best.json`` (best validation
+    NDCG@10), ``last.pt`` (full resumable checkpoint), ``metrics.csv``, ``tensorboard/``,
+    ``curves.png``, ``train_summary.json`` and ``config.yaml``. Under torchrun
+    (WORLD_SIZE > 1) every rank calls this and trains one DDP replica.
+
+    Args:
+        cfg: the run config.
+        resume: continue from ``last.pt`` when present (a finished run returns its summary).
+        progress: tqdm bar on rank 0.
+        validate: override of the validation function (tests); default beam search.
+
+    Returns:
+        The training summary (also written as ``train_summary.json``).
+    """
+    t = cfg.train
+    for name, v in (("batch_size", t.batch_size), ("max_steps", t.max_steps), ("eval_every", t.eval_every), ("patience", t.patience)):
+        if v <= 0:
+            raise SidrecError(f"train.{name} must be positive, got {v}")
+    device = resolve_device(t.device)
+    rank, world = D.init_distributed(device)
+    if world > 1 and t.batch_size < world:
+        raise SidrecError(f"train.batch_size must be >= the number of ranks ({world}), got {t.batch_size}")
+    threads = set_threads(t.num_threads)
+    data = PreparedData(cfg.paths.data)
+    sids = SIDTable.load(cfg.paths.tokenizer)
+    out = cfg.paths.model
+    if not resume and (out / "last.pt").exists() and rank == 0:
+        for name in ("last.pt", BEST, BEST_META, "metrics.csv", "train_summary.json"):
+            (out / name).unlink(missing_ok=True)  # a fresh run must not resume or report stale files
+    D.barrier()
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, sids.vocab_sizes, data.max_history).to(device)
+    unit = getattr(model, "train_unit", "sample") if t.sliding_window else "sample"
+    train_data = build_train_data(cfg, data, sids, unit)
+    if len(train_data) == 0:
+        raise SidrecError(f"no training samples: users need at least 4 interactions, got {data.n_users} users")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    summary = train(
+        model, train_data, validate or make_validator(cfg, data, sids), t, out, cfg.seed,
+        resume=resume, progress=progress,
+    )  # fmt: skip
+    summary.update(threads=threads, world_size=world, parameters=sum(p.numel() for p in model.parameters()))
+    if rank == 0:
+        write_json(out / "train_summary.json", summary)
+    return summary
+
+
+def load_trained_model(cfg: Config, device: str | torch.device = "cpu") -> tuple[nn.Module, SIDTable, PreparedData]:
+    """The best checkpoint of ``sidrec train``, ready for decoding.
+
+    Reads ``cfg.paths.model/best.json`` (architecture + constructor arguments) and
+    ``best.safetensors`` (weights), plus the SID table and prepared data the model was
+    trained on. The model is in eval mode on ``device``. This is what
+    ``sidrec evaluate`` / ``sidrec recommend`` use; the test split is only ever scored
+    from this checkpoint.
+
+    Returns:
+        (model implementing SIDGenerator, SIDTable, PreparedData).
+    """
+    meta = read_json(cfg.paths.model / BEST_META, "trained model (run `sidrec train` first)")
+    weights = cfg.paths.model / BEST
+    if not weights.is_file():
+        raise SidrecError(f"model weights not found: {weights} (run `sidrec train` first)")
+    sids = SIDTable.load(cfg.paths.tokenizer)
+    if list(meta["config"]["vocab_sizes"]) != list(sids.vocab_sizes):
+        raise SidrecError(
+            f"SID table {cfg.paths.tokenizer} has vocab sizes {sids.vocab_sizes}, the model was trained with "
+            f"{meta['config']['vocab_sizes']}; re-train after re-tokenizing"
+        )
+    data = PreparedData(cfg.paths.data)
+    model = build_from_config(meta["arch"], meta["config"])
+    model.load_state_dict(load_file(str(weights)))
+    return model.to(resolve_device(device) if isinstance(device, str) else device).eval(), sids, data
+
+
+def run_evaluate(cfg: Config, **kwargs: Any) -> dict[str, Any]:
+    """Re-export of :func:`sidrec.generation.stage.run_evaluate` (lazy import)."""
+    from sidrec.generation.stage import run_evaluate as _run
+
+    return _run(cfg, **kwargs)
+
+
+def run_recommend(cfg: Config, history: list[str], k: int = 10) -> Any:
+    """Re-export of :func:`sidrec.generation.stage.run_recommend` (lazy import)."""
+    from sidrec.generation.stage import run_recommend as _run
+
+    return _run(cfg, history, k=k)
+
+
+__all__ = ["load_trained_model", "run_evaluate", "run_recommend", "run_train"]
