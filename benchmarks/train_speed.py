@@ -1,6 +1,7 @@
 """Training throughput (next-item samples/s) of the training paths, side by side.
 
-    python benchmarks/train_speed.py -w /tmp/runs/beauty [--steps 30] [--threads 2]
+    python benchmarks/train_speed.py -w /tmp/runs/beauty [--steps 30] [--threads 1] \
+        [--paths plain,bucketed-sid,bucketed-item,deconly-seq,bucketed-item@2]
 
 Paths measured on the same data, model size and thread count (one after another):
 
@@ -9,6 +10,9 @@ Paths measured on the same data, model size and thread count (one after another)
 - ``bucketed-sid``: encdec, one encoder token per SID token, length-bucketed batches.
 - ``bucketed-item``: encdec, one encoder token per item (sum of SID embeddings).
 - ``deconly-seq``: decoder-only, one causal pass per user window (all prefixes at once).
+
+``path@N`` runs a path with N intra-op threads (e.g. to compare 1 vs 2 threads).
+Samples are next-item targets; the first ``--warmup`` steps are not timed.
 
 Prints a Markdown table and writes JSON next to the run (``model_speed.json``).
 """
@@ -81,10 +85,11 @@ def main() -> None:
     ap.add_argument("--tokenizer", default=None, help="SID table dir (default WORKDIR/tokenizer)")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="default threads; a path may say path@N")
     ap.add_argument("--paths", default="plain,bucketed-sid,bucketed-item,deconly-seq")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
     root = Path(args.workdir)
     data = PreparedData(root / "data")
     sids = SIDTable.load(args.tokenizer or root / "tokenizer")
@@ -95,13 +100,20 @@ def main() -> None:
         "bucketed-item": replace(base, history_tokens="item"),
         "deconly-seq": replace(base, arch="deconly"),
     }
-    rows = [measure(p, cfgs[p], data, sids, args) for p in args.paths.split(",")]
+    rows = []
+    for spec in args.paths.split(","):  # "path" or "path@threads"
+        name, _, threads = spec.partition("@")
+        torch.set_num_threads(int(threads) if threads else args.threads)
+        row = measure(name, cfgs[name], data, sids, args)
+        row.update(path=spec, threads=torch.get_num_threads())
+        rows.append(row)
+        print(f"{spec}: {row['samples_per_s']:.1f} samples/s", flush=True)
     cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.split(":")[-1].strip()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"\n{cpu or platform.processor()}, torch {torch.__version__}, {args.threads} threads, commit {commit}, {args.steps} steps x batch 256\n")
-    print("| path | samples/s | parameters |\n|---|---:|---:|")
+    print("| path | threads | samples/s | parameters |\n|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['path']} | {r['samples_per_s']:.0f} | {r['parameters']:,} |")
+        print(f"| {r['path']} | {r['threads']} | {r['samples_per_s']:.0f} | {r['parameters']:,} |")
     out = {"cpu": cpu, "threads": args.threads, "commit": commit, "torch": torch.__version__, "rows": rows}
     (root / "model_speed.json").write_text(json.dumps(out, indent=2))
 

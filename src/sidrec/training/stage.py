@@ -37,14 +37,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 def set_threads(num_threads: int) -> int:
-    """torch intra-op threads: ``num_threads`` or, when 0, the cores shared among local ranks.
+    """Set torch intra-op threads; return how many.
 
-    Also flushes denormal floats to zero (a measured speed-up of the optimizer step on CPU).
+    ``num_threads > 0`` is used as given. ``0`` (auto) gives each local rank its share of
+    the cores, but 1 thread when the machine is already oversubscribed (1-minute load
+    average >= cores): OpenMP workers that get descheduled stall every parallel op, and
+    2 threads on 2 busy cores trained 11x slower than 1 here (BENCHMARKS.md).
+    Also flushes denormal floats to zero (Adam's tiny second moments crawl on x86).
     """
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    n = num_threads or max(1, (os.cpu_count() or 1) // local_world)
+    cores = os.cpu_count() or 1
+    n = num_threads
+    if n <= 0:
+        busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores
+        n = 1 if busy else max(1, cores // local_world)
     torch.set_num_threads(n)
-    torch.set_flush_denormal(True)  # Adam's tiny second moments turn denormal and crawl on x86
+    torch.set_flush_denormal(True)
     return n
 
 
@@ -104,6 +112,9 @@ def run_train(cfg: Config, resume: bool = False, progress: bool = True, validate
             raise SidrecError(f"train.{name} must be positive, got {v}")
     device = resolve_device(t.device)
     rank, world = D.init_distributed(device)
+    if device.type == "cuda" and world > 1:  # one GPU per local rank
+        device = torch.device("cuda", D.world_info()[2])
+        torch.cuda.set_device(device)
     if world > 1 and t.batch_size < world:
         raise SidrecError(f"train.batch_size must be >= the number of ranks ({world}), got {t.batch_size}")
     threads = set_threads(t.num_threads)
