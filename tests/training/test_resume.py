@@ -44,3 +44,12 @@ def test_early_stopping_keeps_the_best_validation_checkpoint(tmp_path):
     again = train(toy_model(), toy_data(), validate, train_cfg(max_steps=100, eval_every=2, patience=3), tmp_path, seed=0, resume=True, progress=False)
     assert again["steps"] == 10  # a finished run resumes to its summary without training
     assert (tmp_path / "metrics.csv").read_text().count("\n") == 6 and (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_resuming_with_another_model_is_a_user_error(tmp_path):
+    from sidrec.errors import SidrecError
+
+    torch.set_num_threads(1)
+    train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=4), tmp_path, seed=0, progress=False)
+    with pytest.raises(SidrecError, match="different model"):
+        train(toy_model("deconly"), toy_data("deconly"), stub_validator, train_cfg(max_steps=8), tmp_path, seed=0, resume=True, progress=False)

@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sidrec.config import TrainConfig
+from sidrec.errors import SidrecError
 from sidrec.io import atomic_path, write_json
 from sidrec.training import distributed as D
 from sidrec.training.data import Batch, TrainData
@@ -131,7 +132,10 @@ def train(
     last = out_dir / LAST
     if resume and last.is_file():
         ck = torch.load(last, map_location="cpu", weights_only=False)
-        assert ck["world"] == world, f"checkpoint was written by {ck['world']} ranks, now {world}"
+        if ck["world"] != world:
+            raise SidrecError(f"{last} was written by {ck['world']} ranks; resume with the same number, got {world}")
+        if ck["arch"] != model.arch or ck["config"] != model.config():
+            raise SidrecError(f"{last} holds a different model ({ck['arch']} {ck['config']}); resume with the same model config")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
