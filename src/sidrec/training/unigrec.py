@@ -44,6 +44,7 @@ Single process (no DDP).
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from sidrec.config import Config, dump_config
@@ -171,6 +173,8 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
             raise SidrecError(f"train.{name} must be positive, got {v}")
     if u.tau < 0 or u.tau_prime <= 0:
         raise SidrecError(f"unigrec.tau must be >= 0 and tau_prime > 0, got {u.tau}, {u.tau_prime}")
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise SidrecError(f"UniGRec training is single-process; expected WORLD_SIZE=1, got {os.environ['WORLD_SIZE']}")
     device = resolve_device(t.device)
     threads = set_threads(t.num_threads)
     data = PreparedData(cfg.paths.data)
@@ -183,7 +187,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
         for name in (LAST, BEST, BEST_META, "metrics.csv", "train_summary.json"):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(cfg) + "unigrec: " + str(dataclasses.asdict(u)) + "\n", encoding="utf-8")
+    (out / "config.yaml").write_text(dump_config(cfg) + yaml.safe_dump({"unigrec": dataclasses.asdict(u)}, sort_keys=False), encoding="utf-8")
 
     torch.manual_seed(cfg.seed)
     soft = SoftTokenizer.from_module(tok.module_).to(device)
