@@ -102,6 +102,21 @@ def decode_split(
     """Beam-decode ``users`` of ``split`` batch by batch (users grouped by history length).
 
     Call under ``torch.inference_mode()`` with the model in eval mode.
+
+    Args:
+        model: a SIDGenerator.
+        data: the prepared dataset.
+        sids: the SID table (re-ordered to item_idx order if needed).
+        split: "valid" or "test".
+        users: user_idx to decode.
+        beam_size: beams per user (= ranked list length).
+        constrained: decode only valid SIDs.
+        batch_size: users per beam-search batch.
+        filter_seen: drop each user's history items from its ranking.
+        trie: a prebuilt trie of ``sids`` (built here when None).
+
+    Yields:
+        One :class:`DecodedBatch` per batch, in history-length order.
     """
     if batch_size < 1:
         raise SidrecError(f"eval batch size must be >= 1, got {batch_size}")
