@@ -2,10 +2,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from sidrec.errors import SidrecError
 from sidrec.generation.batching import make_history_batch
-from sidrec.generation.evaluate import align_sids, evaluate_split, pick_users
+from sidrec.generation.evaluate import align_sids, decode_split, evaluate_split, pick_users
 from sidrec.generation.exact import exact_topk
 from sidrec.generation.trie import SIDTrie
 from sidrec.tokenizers.sid_table import SIDTable
@@ -105,3 +106,15 @@ def test_cutoffs_beyond_the_beam_warn_and_equal_the_beam_cutoff(prepared_setup):
     with pytest.warns(UserWarning, match="exceed the beam size 5"):
         got = evaluate_split(model, data, sids, "test", beam_size=5, ks=(5, 10), batch_size=16)
     assert got["recall@10"] == got["recall@5"] and got["ndcg@10"] == got["ndcg@5"]
+
+
+def test_random_collisions_recommend_only_representatives(prepared_setup):
+    _, data, _ = prepared_setup
+    sids = toy_sids_for(data, [4, 4], "random")  # items 0 and 1 share a SID; one of them represents it
+    assert sids.representative.sum() < data.n_items
+    model = ToyGRUGenerator(sids.vocab_sizes, d=8).eval()
+    with torch.inference_mode():
+        batches = list(decode_split(model, data, sids, "test", np.arange(data.n_users), 8, True, 16))
+    for db in batches:
+        listed = db.items[db.items >= 0].numpy()
+        assert sids.representative[listed].all()  # a colliding SID maps to its representative item only
