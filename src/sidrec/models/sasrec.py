@@ -20,7 +20,9 @@ SASRec paper's rate for the sparse Amazon sets, §4.2), N(0, 0.02) init.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -191,7 +193,7 @@ class SASRec(nn.Module):
         return self.item_emb.weight[: self.n_items].detach().clone()
 
 
-def pad_histories(histories: list, pad_idx: int, max_len: int) -> torch.Tensor:
+def pad_histories(histories: Sequence[Sequence[int] | np.ndarray], pad_idx: int, max_len: int) -> torch.Tensor:
     """Right-pad item_idx sequences into a (B, L) long tensor, keeping each one's last ``max_len`` items.
 
     Args:
