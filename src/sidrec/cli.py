@@ -32,6 +32,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         overrides.insert(0, f"data.path={source}")
     if getattr(args, "workdir", None):
         overrides.insert(0, f"workdir={args.workdir}")
+    if getattr(args, "method", None):
+        overrides.insert(0, f"train.method={args.method}")
     return overrides
 
 
@@ -101,27 +103,27 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from sidrec.training.stage import run_train
+    from sidrec.training.recipes import train
 
     cfg = _config(args)
-    result = run_train(cfg, resume=args.resume, progress=not args.quiet)
+    result = train(cfg, resume=args.resume, progress=not args.quiet)
     print(json.dumps(result, indent=2))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from sidrec.training.stage import run_evaluate
+    from sidrec.training.recipes import evaluate
 
     cfg = _config(args)
-    result = run_evaluate(cfg, save_predictions=args.save_predictions, exact_users=args.exact, progress=not args.quiet)
+    result = evaluate(cfg, save_predictions=args.save_predictions, exact_users=args.exact, progress=not args.quiet)
     print(json.dumps(result, indent=2))
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
-    from sidrec.training.stage import run_recommend
+    from sidrec.training.recipes import recommend
 
     cfg = _config(args)
     history = [h for part in args.history for h in part.replace(",", " ").split()]
-    print(json.dumps(run_recommend(cfg, history, k=args.k), indent=2))
+    print(json.dumps(recommend(cfg, history, k=args.k), indent=2))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -194,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("tokenize", cmd_tokenize, "fit a SID tokenizer and write SIDs + SID quality metrics")
     p = add("train", cmd_train, "train the generative recommender (early stopping on validation NDCG@10)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--method", default=None, help="training recipe: sid (default), sasrec, unigrec (same as train.method=...)")
     p = add("evaluate", cmd_evaluate, "beam-search evaluation of the best checkpoint; writes metrics.json")
     p.add_argument("--save-predictions", action="store_true", help="also write predictions.jsonl")
     p.add_argument("--exact", type=int, default=0, metavar="N", help="also score N users exactly and report beam agreement")

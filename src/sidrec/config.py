@@ -74,6 +74,7 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and model selection (``sidrec train``)."""
 
+    method: str = "sid"  # training recipe: "sid" (generate SIDs), "sasrec" (ID baseline), "unigrec" (end to end)
     lr: float = 5e-4
     weight_decay: float = 1e-6
     batch_size: int = 256
@@ -85,6 +86,48 @@ class TrainConfig:
     device: str = "auto"
     num_threads: int = 0  # torch intra-op threads; 0 = auto (cores per rank; 1 if the machine is oversubscribed)
     val_users: int = 0  # validate on a fixed seeded subset of this many users; 0 = all
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    """SASRec (``train.method=sasrec``): the ID-based baseline and UniGRec's teacher.
+
+    Defaults follow RecBole's SASRec (used for UniGRec Table 2's baseline row,
+    §4.1.4): d 64, 2 blocks, 2 heads, dropout 0.5, lr 1e-3, no weight decay,
+    early stopping after 10 validation passes without improvement.
+    """
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.5
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256  # train sequences (windows) per step
+    max_epochs: int = 200
+    eval_every_epochs: int = 1
+    patience: int = 10  # validation passes without NDCG@10 improvement before stopping
+
+
+@dataclass(frozen=True)
+class UniGRecConfig:
+    """UniGRec stage-2 settings and ablation switches (``train.method=unigrec``; defaults: UniGRec §4.1.4).
+
+    Stage-1 settings (tau_max -> tau_min annealing, the L_CU weight) are the
+    soft-rqvae tokenizer's ``tokenizer.params``; the recommender is ``model``,
+    its optimiser ``train``.
+    """
+
+    soft_ids: bool = True  # soft identifiers as recommender inputs (eq. 15); false = hard lookup
+    joint: bool = True  # train the tokenizer in stage 2 (L_rec + λ_recon L_recon reach it); false = frozen
+    lambda_recon: float = 0.5
+    lambda_cd_t: float = 0.1  # tokenizer-side distillation (eq. 18); 0 = off. Paper searches {0.01..1}
+    lambda_cd_r: float = 0.1  # recommender-side distillation (eq. 20); 0 = off
+    tau: float = 0.0  # stage-2 assignment temperature; 0 = the stage-1 tokenizer's tau_min (else 1e-3)
+    tau_prime: float = 0.07  # InfoNCE temperature (eq. 19)
+    tokenizer_lr: float = 2e-7  # paper: {2e-7, 2e-8}
+    teacher: str = ""  # SASRec run dir (its model/ directory) or an (n_items, d) .npy
+    finetune_steps: int = 0  # recommender-only steps on frozen hard SIDs after joint training
 
 
 @dataclass(frozen=True)
@@ -111,6 +154,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    unigrec: UniGRecConfig = field(default_factory=UniGRecConfig)
 
     @property
     def paths(self) -> RunPaths:

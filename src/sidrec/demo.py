@@ -42,13 +42,13 @@ def demo_config(config_path: str | None = None, overrides: list[str] | tuple[str
 def run_demo(cfg: Config, progress: bool = True) -> dict[str, Any]:
     """Run every stage on the synthetic catalogue, then recommend for one user."""
     from sidrec.data import PreparedData
-    from sidrec.generation.stage import run_recommend
     from sidrec.pipeline import run_pipeline
+    from sidrec.training.recipes import recommend
 
     summary = run_pipeline(cfg, progress=progress)
     data = PreparedData(cfg.paths.data)
     history = [data.item_ids[i] for i in data.sequences[0][-5:-1]]
-    rec = run_recommend(cfg, history, k=5)
+    rec = recommend(cfg, history, k=5)
     print("test metrics:", json.dumps({k: round(v, 4) for k, v in summary["results"]["evaluate"].items() if "@" in k or k == "mrr"}))
     print("stage seconds:", json.dumps(summary["seconds"]))
     print("recommend for history", history, "->", json.dumps(rec))

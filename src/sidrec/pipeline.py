@@ -29,15 +29,15 @@ def _tokenize(cfg: Config, progress: bool) -> dict[str, Any]:
 
 
 def _train(cfg: Config, progress: bool) -> dict[str, Any]:
-    from sidrec.training.stage import run_train
+    from sidrec.training.recipes import train
 
-    return run_train(cfg, resume=True, progress=progress)
+    return train(cfg, resume=True, progress=progress)
 
 
 def _evaluate(cfg: Config, progress: bool) -> dict[str, Any]:
-    from sidrec.generation.stage import run_evaluate
+    from sidrec.training.recipes import evaluate
 
-    return run_evaluate(cfg, progress=progress)
+    return evaluate(cfg, progress=progress)
 
 
 STAGES: dict[str, Callable[[Config, bool], dict[str, Any]]] = {

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from sidrec.config import SASRecConfig
 from sidrec.data.prepared import PreparedData
 from sidrec.errors import SidrecError
 from sidrec.io import atomic_path, read_json, save_npy, write_json
@@ -43,26 +43,6 @@ from sidrec.models.sasrec import SASRec, pad_histories
 IGNORE = -100  # cross-entropy target of padding positions
 KS = (5, 10, 20, 30)
 
-
-@dataclass(frozen=True)
-class SASRecConfig:
-    """SASRec model and optimisation settings.
-
-    Defaults follow RecBole's SASRec (used for UniGRec Table 2's baseline row,
-    §4.1.4): d 64, 2 blocks, 2 heads, dropout 0.5, lr 1e-3, no weight decay,
-    early stopping after 10 validation passes without improvement.
-    """
-
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    dropout: float = 0.5
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 256  # train sequences (windows) per step
-    max_epochs: int = 200
-    eval_every_epochs: int = 1
-    patience: int = 10  # validation passes without NDCG@10 improvement before stopping
 
 
 def build_model(n_items: int, max_history: int, cfg: SASRecConfig) -> SASRec:

@@ -52,10 +52,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
-from sidrec.config import Config, dump_config
+from sidrec.config import Config, UniGRecConfig, dump_config
 from sidrec.data.prepared import PreparedData
 from sidrec.embed.stage import load_embeddings
 from sidrec.errors import SidrecError
@@ -71,25 +70,6 @@ from sidrec.training.stage import make_validator, resolve_device, set_threads
 
 BEST_SIDS = "best_sids"
 
-
-@dataclass(frozen=True)
-class UniGRecConfig:
-    """Stage-2 settings and ablation switches (defaults: UniGRec §4.1.4).
-
-    Stage-1 settings (tau_max -> tau_min annealing, the L_CU weight) are the
-    soft-rqvae tokenizer's ``tokenizer.params``.
-    """
-
-    soft_ids: bool = True  # soft identifiers as recommender inputs (eq. 15); false = hard lookup
-    joint: bool = True  # train the tokenizer in stage 2 (L_rec + λ_recon L_recon reach it); false = frozen
-    lambda_recon: float = 0.5
-    lambda_cd_t: float = 0.1  # tokenizer-side distillation (eq. 18); 0 = off. Paper searches {0.01..1}
-    lambda_cd_r: float = 0.1  # recommender-side distillation (eq. 20); 0 = off
-    tau: float = 0.0  # stage-2 assignment temperature; 0 = the stage-1 tokenizer's tau_min (else 1e-3)
-    tau_prime: float = 0.07  # InfoNCE temperature (eq. 19)
-    tokenizer_lr: float = 2e-7  # paper: {2e-7, 2e-8}
-    teacher: str = ""  # SASRec run dir (sidrec.training.sasrec) or an (n_items, d) .npy
-    finetune_steps: int = 0  # recommender-only steps on frozen hard SIDs after joint training
 
 
 @dataclass
@@ -166,7 +146,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     """
     from sidrec.training.loop import Interrupted
 
-    u = ucfg or getattr(cfg, "unigrec", None) or UniGRecConfig()
+    u = ucfg or cfg.unigrec
     t = cfg.train
     for name, v in (("batch_size", t.batch_size), ("max_steps", t.max_steps), ("eval_every", t.eval_every), ("patience", t.patience)):
         if v <= 0:
@@ -187,7 +167,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
         for name in (LAST, BEST, BEST_META, "metrics.csv", "train_summary.json"):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(cfg) + yaml.safe_dump({"unigrec": dataclasses.asdict(u)}, sort_keys=False), encoding="utf-8")
+    (out / "config.yaml").write_text(dump_config(dataclasses.replace(cfg, unigrec=u)), encoding="utf-8")
 
     torch.manual_seed(cfg.seed)
     soft = SoftTokenizer.from_module(tok.module_).to(device)

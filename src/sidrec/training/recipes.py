@@ -1,0 +1,155 @@
+"""Training recipes behind ``sidrec train / evaluate / recommend`` (``train.method``).
+
+- ``sid``: the generative recommender over SIDs (:mod:`sidrec.training.stage`),
+  evaluated by beam search (:mod:`sidrec.generation.stage`).
+- ``sasrec``: the ID-based SASRec baseline and UniGRec teacher
+  (:mod:`sidrec.training.sasrec`), evaluated by full-catalogue ranking.
+- ``unigrec``: tokenizer and recommender trained end to end
+  (:mod:`sidrec.training.unigrec`); its recommender is an ordinary SID model, so it
+  is evaluated and served like ``sid``.
+
+The recipe that trained a run is recorded in ``model/recipe.json``, so ``evaluate``
+and ``recommend`` on that run use it whatever ``train.method`` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sidrec.config import Config
+from sidrec.errors import SidrecError
+from sidrec.io import read_json, write_json
+
+RECIPE_FILE = "recipe.json"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one method trains, evaluates and recommends."""
+
+    train: Callable[[Config, bool, bool], dict[str, Any]]
+    evaluate: Callable[[Config, bool, int, bool], dict[str, Any]]
+    recommend: Callable[[Config, list[str], int], dict[str, Any]]
+
+
+# ----------------------------------------------------------------- sid / unigrec
+
+
+def _train_sid(cfg: Config, resume: bool, progress: bool) -> dict[str, Any]:
+    from sidrec.training.stage import run_train
+
+    return run_train(cfg, resume=resume, progress=progress)
+
+
+def _train_unigrec(cfg: Config, resume: bool, progress: bool) -> dict[str, Any]:
+    from sidrec.training.unigrec import run_unigrec
+
+    return run_unigrec(cfg, resume=resume, progress=progress)
+
+
+def _evaluate_sid(cfg: Config, save_predictions: bool, exact_users: int, progress: bool) -> dict[str, Any]:
+    from sidrec.generation.stage import run_evaluate
+
+    return run_evaluate(cfg, save_predictions=save_predictions, exact_users=exact_users, progress=progress)
+
+
+def _recommend_sid(cfg: Config, history: list[str], k: int) -> dict[str, Any]:
+    from sidrec.generation.stage import run_recommend
+
+    return run_recommend(cfg, history, k=k)
+
+
+# ----------------------------------------------------------------- sasrec
+
+
+def _train_sasrec(cfg: Config, resume: bool, progress: bool) -> dict[str, Any]:
+    from sidrec.data.prepared import PreparedData
+    from sidrec.training.sasrec import train_sasrec
+
+    return train_sasrec(PreparedData(cfg.paths.data), cfg.paths.model, cfg.sasrec, seed=cfg.seed, resume=resume, progress=progress)
+
+
+def _evaluate_sasrec(cfg: Config, save_predictions: bool, exact_users: int, progress: bool) -> dict[str, Any]:
+    from sidrec.data.prepared import PreparedData
+    from sidrec.training.sasrec import evaluate_sasrec
+
+    if save_predictions or exact_users:
+        raise SidrecError("--save-predictions and --exact apply to SID models; this run was trained with train.method=sasrec")
+    metrics = evaluate_sasrec(cfg.paths.model, PreparedData(cfg.paths.data), cfg.eval.split, cfg.eval.ks, cfg.eval.filter_seen)
+    result = {**metrics, "split": cfg.eval.split, "method": "sasrec"}
+    write_json(cfg.paths.eval / "metrics.json", result)
+    return result
+
+
+def _recommend_sasrec(cfg: Config, history: list[str], k: int) -> dict[str, Any]:
+    import torch
+
+    from sidrec.data.prepared import PreparedData
+    from sidrec.models.sasrec import pad_histories
+    from sidrec.training.sasrec import load_sasrec
+
+    data = PreparedData(cfg.paths.data)
+    items = check_history(history, data.item_index(), k)[-data.max_history :]
+    model = load_sasrec(cfg.paths.model)
+    with torch.inference_mode():
+        scores = model.scores(pad_histories([items], model.pad_idx, model.max_history))[0]  # (n_items,)
+        if cfg.eval.filter_seen:
+            scores[torch.from_numpy(items)] = float("-inf")
+        top = torch.topk(scores, min(k, data.n_items))
+    recs = [{"item_id": data.item_ids[i], "score": round(float(s), 5)} for i, s in zip(top.indices.tolist(), top.values.tolist())]
+    return {"history": history, "recommendations": recs}
+
+
+def check_history(history: list[str], index: dict[str, int], k: int) -> np.ndarray:
+    """item_idx of a history of external ids; a clear error for empty input, unknown ids or k < 1."""
+    if not history:
+        raise SidrecError("recommend needs a non-empty history of item ids (--history ID [ID ...])")
+    if k < 1:
+        raise SidrecError(f"recommend needs k >= 1, got {k}")
+    unknown = [h for h in history if h not in index]
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise SidrecError(f"unknown item ids {shown}: not among the {len(index)} prepared items")
+    return np.array([index[h] for h in history], dtype=np.int64)
+
+
+RECIPES: dict[str, Recipe] = {
+    "sid": Recipe(_train_sid, _evaluate_sid, _recommend_sid),
+    "sasrec": Recipe(_train_sasrec, _evaluate_sasrec, _recommend_sasrec),
+    "unigrec": Recipe(_train_unigrec, _evaluate_sid, _recommend_sid),
+}
+
+
+def _recipe(method: str) -> Recipe:
+    if method not in RECIPES:
+        raise SidrecError(f"unknown train.method {method!r}; valid methods: {', '.join(RECIPES)}")
+    return RECIPES[method]
+
+
+def trained_method(cfg: Config) -> str:
+    """The method recorded by the run's training, else ``cfg.train.method``."""
+    path = Path(cfg.paths.model) / RECIPE_FILE
+    return read_json(path, "recipe record")["method"] if path.is_file() else cfg.train.method
+
+
+def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train with ``cfg.train.method`` and record the method for evaluate/recommend."""
+    recipe = _recipe(cfg.train.method)
+    cfg.paths.model.mkdir(parents=True, exist_ok=True)
+    write_json(cfg.paths.model / RECIPE_FILE, {"method": cfg.train.method})
+    return recipe.train(cfg, resume, progress)
+
+
+def evaluate(cfg: Config, save_predictions: bool = False, exact_users: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Test (``cfg.eval.split``) metrics of the run's best checkpoint; writes ``eval/metrics.json``."""
+    return _recipe(trained_method(cfg)).evaluate(cfg, save_predictions, exact_users, progress)
+
+
+def recommend(cfg: Config, history: list[str], k: int = 10) -> dict[str, Any]:
+    """Top-``k`` item ids with scores for a history of item ids (oldest first)."""
+    return _recipe(trained_method(cfg)).recommend(cfg, history, k)
