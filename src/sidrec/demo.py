@@ -31,6 +31,7 @@ DEMO_OVERRIDES = (
     "train.eval_every=150",
     "train.patience=4",
     "eval.beam_size=20",
+    "eval.ks=5,10,20",
 )
 
 
@@ -49,7 +50,8 @@ def run_demo(cfg: Config, progress: bool = True) -> dict[str, Any]:
     data = PreparedData(cfg.paths.data)
     history = [data.item_ids[i] for i in data.sequences[0][-5:-1]]
     rec = recommend(cfg, history, k=5)
-    print("test metrics:", json.dumps({k: round(v, 4) for k, v in summary["results"]["evaluate"].items() if "@" in k or k == "mrr"}))
+    metrics = summary["results"]["evaluate"]["metrics"]
+    print("test metrics:", json.dumps({k: round(v, 4) for k, v in metrics.items() if "@" in k or k == "mrr"}))
     print("stage seconds:", json.dumps(summary["seconds"]))
     print("recommend for history", history, "->", json.dumps(rec))
     summary["recommendation"] = rec

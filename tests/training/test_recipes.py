@@ -17,8 +17,8 @@ def test_sasrec_through_the_cli(tmp_path: Path, capsys):
     # evaluate/recommend follow the recorded recipe, whatever train.method says now
     assert main(["evaluate", "-q", "-w", wd]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["method"] == "sasrec" and 0.0 <= metrics["recall@10"] <= 1.0
-    assert read_json(tmp_path / "run" / "eval" / "metrics.json")["recall@10"] == metrics["recall@10"]
+    assert metrics["method"] == "sasrec" and 0.0 <= metrics["metrics"]["recall@10"] <= 1.0
+    assert read_json(tmp_path / "run" / "eval" / "metrics.json") == metrics
     assert main(["recommend", "-w", wd, "--history", "P0001", "P0002", "-k", "3"]) == 0
     recs = json.loads(capsys.readouterr().out)["recommendations"]
     assert len(recs) == 3 and recs[0]["score"] >= recs[-1]["score"]

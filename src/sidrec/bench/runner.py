@@ -149,12 +149,15 @@ def _execute(suite: Suite, run: Run, seed: int, quick: bool, workdir: Path) -> d
 
 
 def _flatten(results: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Numeric leaves as ``stage/key`` (nested dicts joined with '/'); lists and strings dropped."""
+    """Numeric leaves as ``stage/key`` (nested dicts joined with '/'); lists and strings dropped.
+
+    A nested ``metrics`` dict adds no level (``evaluate/recall@10``, not ``evaluate/metrics/recall@10``).
+    """
     out: dict[str, float] = {}
     for k, v in results.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "/"))
+            out.update(_flatten(v, prefix if k == "metrics" else key + "/"))
         elif isinstance(v, bool):
             continue
         elif isinstance(v, int | float):

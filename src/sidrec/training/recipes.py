@@ -81,7 +81,7 @@ def _evaluate_sasrec(cfg: Config, save_predictions: bool, exact_users: int, prog
     if save_predictions or exact_users:
         raise SidrecError("--save-predictions and --exact apply to SID models; this run was trained with train.method=sasrec")
     metrics = evaluate_sasrec(cfg.paths.model, PreparedData(cfg.paths.data), cfg.eval.split, cfg.eval.ks, cfg.eval.filter_seen)
-    result = {**metrics, "split": cfg.eval.split, "method": "sasrec"}
+    result = {"split": cfg.eval.split, "method": "sasrec", "filter_seen": cfg.eval.filter_seen, "metrics": metrics}
     write_json(cfg.paths.eval / "metrics.json", result)
     return result
 
