@@ -106,6 +106,10 @@ def test_bad_hyper_parameter_is_a_clear_error(method, data):
 def test_build_tokenizer_checks_params_against_the_constructor():
     tok = build_tokenizer(TokenizerConfig(method="rkmeans", n_levels=2, codebook_size=16, seed=4, params={"normalize_residuals": False}))
     assert (tok.n_levels, tok.codebook_size, tok.seed, tok.normalize_residuals) == (2, 16, 4, False)
+    tok = build_tokenizer(TokenizerConfig(method="rqvae", params={"lr": "1e-4", "dims": [16, 4]}))  # YAML reads 1e-4 as str
+    assert tok.lr == 1e-4 and tok.dims == (16, 4)
+    with pytest.raises(SidrecError, match=r"`lr` of RQVAE must be a float in \(0.0, inf\], got 'fast'."):
+        build_tokenizer(TokenizerConfig(method="rqvae", params={"lr": "fast"})).fit(clustered()[0])
     with pytest.raises(SidrecError, match="unknown key 'tokenizer.params.normalise' for rkmeans; valid keys: normalize_residuals, niter"):
         build_tokenizer(TokenizerConfig(method="rkmeans", params={"normalise": True}))
     with pytest.raises(SidrecError, match=r"set tokenizer.seed instead"):

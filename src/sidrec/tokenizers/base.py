@@ -339,5 +339,23 @@ def build_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
             which = ", ".join(valid) if valid else "(none)"
             hint = f" (set tokenizer.{key} instead)" if key in COMMON_PARAMS else ""
             raise SidrecError(f"unknown key 'tokenizer.params.{key}' for {cfg.method}{hint}; valid keys: {which}")
-    params = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.params.items()}
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+    params = {k: _coerce_param(defaults[k], v) for k, v in cfg.params.items()}
     return cls(n_levels=cfg.n_levels, codebook_size=cfg.codebook_size, seed=cfg.seed, **params)
+
+
+def _coerce_param(default: Any, value: Any) -> Any:
+    """Config values as the constructor expects them: YAML lists -> tuples, and a
+    float parameter accepts an int or a numeric string (YAML reads ``1e-4`` as a string).
+    Anything else is passed through and checked by the method's ``fit``."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, float) and not isinstance(value, bool):
+        if isinstance(value, int):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+    return value
