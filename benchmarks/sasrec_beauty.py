@@ -57,11 +57,11 @@ def main() -> None:
     cfg = dataclasses.replace(SASRecConfig(), **changes)
     data = PreparedData(args.data)
 
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()  # at launch
     t0 = time.perf_counter()
     train = train_sasrec(data, args.out, cfg, seed=args.seed, resume=args.resume, progress=True)
     test = evaluate_sasrec(args.out, data, "test")
     export_item_embeddings(args.out)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 
     print(f"\nSASRec on {data.manifest['dataset']}: {data.n_users} users, {data.n_items} items, max_history {data.max_history}")
     print(f"config: {dataclasses.asdict(cfg)} seed={args.seed} threads={args.threads}")
