@@ -22,9 +22,12 @@ Choices where the paper is ambiguous (each a parameter unless fixed by the text)
   sum to 1 so ``e_hat`` is a convex combination of codewords; without that,
   softmax weights over M = 256 codewords are ~1/256 and ``e_hat`` would be ~K/256
   of a codeword, so the residual would barely shrink.
-- ``temperature`` (default 0.1): eq. 4 has none (= 1). Cosines lie in [-1, 1], so
+- ``temperature`` (default 0.05): eq. 4 has none (= 1). Cosines lie in [-1, 1], so
   at 1 the weights are nearly uniform and the quantised vector is a blur of K
-  codewords; 0.1 makes the top codeword dominate while keeping gradients soft.
+  codewords (on Beauty: code-only reconstruction error 0.96 of ||x||^2). Among
+  {1, 0.1, 0.05, 0.02} on Beauty, 0.05 gave the fewest collisions (BENCHMARKS.md,
+  issue 3 section); smaller values make the top codeword dominate while keeping
+  the gradients of eq. 5 soft.
 - Which embeddings SC uses in training: Fig. 1's caption says "SC loss pulls the
   residual embeddings in the same cluster close, and PD loss pushes the codewords
   embedding away". So at level l, SC is eq. 8-9 over the residuals e^(l-1) of the
@@ -136,7 +139,7 @@ class R3VAE(TorchTokenizer):
     """
 
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0, top_k: int = 4,
-                 temperature: float = 0.1, reg_weight: float = 0.01, epochs: int = 100,
+                 temperature: float = 0.05, reg_weight: float = 0.01, epochs: int = 100,
                  batch_size: int = 1024, lr: float = 5e-4, device: str = "auto"):
         super().__init__(n_levels, codebook_size, seed)
         self.top_k = top_k
