@@ -62,9 +62,11 @@ def run_pipeline(cfg: Config, progress: bool = True, stages: tuple[str, ...] = t
     root.mkdir(parents=True, exist_ok=True)
     with atomic_open(root / "run_config.yaml", "w", encoding="utf-8") as f:
         f.write(dump_config(cfg))
+    from sidrec.training.recipes import SKIPPED_STAGES
+
     seconds: dict[str, float] = {}
     results: dict[str, Any] = {}
-    for name in stages:
+    for name in [s for s in stages if s not in SKIPPED_STAGES.get(cfg.train.method, ())]:
         print(f"== {name}", flush=True)
         t0 = time.perf_counter()
         out = STAGES[name](cfg, progress)

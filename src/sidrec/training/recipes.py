@@ -69,9 +69,13 @@ def _recommend_sid(cfg: Config, history: list[str], k: int) -> dict[str, Any]:
 
 def _train_sasrec(cfg: Config, resume: bool, progress: bool) -> dict[str, Any]:
     from sidrec.data.prepared import PreparedData
-    from sidrec.training.sasrec import train_sasrec
+    from sidrec.training.sasrec import export_item_embeddings, train_sasrec
+    from sidrec.training.stage import set_threads
 
-    return train_sasrec(PreparedData(cfg.paths.data), cfg.paths.model, cfg.sasrec, seed=cfg.seed, resume=resume, progress=progress)
+    set_threads(cfg.train.num_threads)
+    result = train_sasrec(PreparedData(cfg.paths.data), cfg.paths.model, cfg.sasrec, seed=cfg.seed, resume=resume, progress=progress)
+    export_item_embeddings(cfg.paths.model)  # ready as UniGRec's teacher (unigrec.teacher=RUN/model)
+    return result
 
 
 def _evaluate_sasrec(cfg: Config, save_predictions: bool, exact_users: int, progress: bool) -> dict[str, Any]:
@@ -123,6 +127,10 @@ RECIPES: dict[str, Recipe] = {
     "sasrec": Recipe(_train_sasrec, _evaluate_sasrec, _recommend_sasrec),
     "unigrec": Recipe(_train_unigrec, _evaluate_sid, _recommend_sid),
 }
+
+
+#: Stages a method does not use (SASRec learns item ids: no text embeddings, no SIDs).
+SKIPPED_STAGES: dict[str, tuple[str, ...]] = {"sasrec": ("embed", "tokenize")}
 
 
 def _recipe(method: str) -> Recipe:
