@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sidrec.config import TokenizerConfig
+from sidrec.config import TokenizerConfig, load_config
 from sidrec.errors import SidrecError
 from sidrec.tokenizers import Tokenizer, available_tokenizers, build_tokenizer, get_tokenizer
 
+from ..conftest import REPO
 from .conftest import DIM, K, clustered, make_tokenizer
 
 METHODS = available_tokenizers()
@@ -116,3 +117,10 @@ def test_build_tokenizer_checks_params_against_the_constructor():
         build_tokenizer(TokenizerConfig(method="rkmeans", params={"seed": 1}))
     with pytest.raises(SidrecError, match="unknown tokenizer 'rq'"):
         build_tokenizer(TokenizerConfig(method="rq"))
+
+
+@pytest.mark.parametrize("path", sorted(REPO.joinpath("configs", "tokenizers").glob("*.yaml")), ids=lambda p: p.stem)
+def test_tokenizer_configs_build(path):
+    tok = build_tokenizer(load_config(path).tokenizer)
+    tok._check_params()  # every value has the type the method expects
+    assert tok.name == path.stem
