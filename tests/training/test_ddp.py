@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from sidrec.training.loop import LAST, train
 from tests.training.helpers import stub_validator, toy_data, toy_model, train_cfg
 
 CFG = dict(max_steps=8, eval_every=4, batch_size=16)
+ARCHS = ("encdec", "deconly")
 
 
 def _free_port() -> int:
@@ -22,26 +24,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, out: str, arch: str) -> None:
+def _worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        model = toy_model(arch, dropout=0.0)
-        summary = train(model, toy_data(arch), stub_validator, train_cfg(**CFG), __import__("pathlib").Path(out), seed=0, progress=False)
-        torch.save({"model": model.state_dict(), "summary": summary}, f"{out}/rank{rank}.pt")
+        for arch in ARCHS:  # one spawn for both architectures (process start-up dominates)
+            model = toy_model(arch, dropout=0.0)
+            summary = train(model, toy_data(arch), stub_validator, train_cfg(**CFG), Path(out) / arch, seed=0, progress=False)
+            torch.save({"model": model.state_dict(), "summary": summary}, Path(out) / arch / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("arch", ["encdec", "deconly"])
-def test_two_gloo_ranks_match_single_process(tmp_path, arch):
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddp")
+    mp.start_processes(_worker, args=(2, _free_port(), str(out)), nprocs=2, start_method="spawn")
+    return out
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_two_gloo_ranks_match_single_process(tmp_path, ddp_run, arch):
     torch.set_num_threads(1)
     single = toy_model(arch, dropout=0.0)
     ref = train(single, toy_data(arch), stub_validator, train_cfg(**CFG), tmp_path / "single", seed=0, progress=False)
-
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path / "ddp"), arch), nprocs=2, start_method="spawn")
-    r0, r1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=False) for r in range(2))
+    r0, r1 = (torch.load(ddp_run / arch / f"rank{r}.pt", weights_only=False) for r in range(2))
     for k in r0["model"]:
         assert torch.equal(r0["model"][k], r1["model"][k]), f"ranks diverged at {k}"
         torch.testing.assert_close(r0["model"][k], single.state_dict()[k], rtol=1e-4, atol=1e-5)
@@ -49,7 +57,7 @@ def test_two_gloo_ranks_match_single_process(tmp_path, arch):
     order = [u for epoch in range(CFG["max_steps"]) for u in data.epoch_batches(epoch)][: CFG["max_steps"]]
     expected_samples = sum(data._targets(u) for u in order)
     assert r0["summary"]["train_samples"] == r1["summary"]["train_samples"] == ref["train_samples"] == expected_samples
-    rows_ddp = torch.load(tmp_path / "ddp" / LAST, weights_only=False)["state"]["rows"]
+    rows_ddp = torch.load(ddp_run / arch / LAST, weights_only=False)["state"]["rows"]
     rows_one = torch.load(tmp_path / "single" / LAST, weights_only=False)["state"]["rows"]
     for a, b in zip(rows_ddp, rows_one, strict=True):  # all-reduced loss sums = the single-process mean
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
