@@ -136,7 +136,7 @@ class EvalConfig:
 
     beam_size: int = 20
     constrained: bool = True
-    ks: tuple[int, ...] = (5, 10, 20, 30)
+    ks: tuple[int, ...] = (5, 10, 20)  # @K > beam_size would be computed on a beam-long list; use beam 30 for @30
     batch_size: int = 256
     filter_seen: bool = False
     split: str = "test"

@@ -31,7 +31,6 @@ DEMO_OVERRIDES = (
     "train.eval_every=150",
     "train.patience=4",
     "eval.beam_size=20",
-    "eval.ks=5,10,20",
 )
 
 

@@ -10,6 +10,7 @@ import torch
 
 from sidrec.errors import SidrecError
 from sidrec.metrics.sid_quality import preference_discrimination, semantic_cohesion
+from sidrec.tokenizers import get_tokenizer
 from sidrec.tokenizers._kmeans import balanced_assign
 from sidrec.tokenizers.r3vae import R3VAEModule, preference_discrimination_loss, semantic_cohesion_loss
 from sidrec.tokenizers.soft_rqvae import SoftRQVAEModule, codeword_uniformity_loss
@@ -110,3 +111,10 @@ def test_soft_rqvae_module_works_inside_a_larger_model():
     x_hat, probs = inner(torch.randn(4, 6), tau=0.5)
     assert x_hat.shape == (4, 6) and probs.shape == (4, 2, 5)
     assert codeword_uniformity_loss(torch.full((3, 2, 4), 0.25)) == pytest.approx(2 * math.log(0.25))
+
+
+def test_opq_with_fewer_items_than_dimensions_is_a_clear_error():
+    # faiss' OPQMatrix corrupts the heap on n < d; the tokenizer must refuse before calling it
+    x = np.random.default_rng(0).standard_normal((40, 48)).astype(np.float32)
+    with pytest.raises(SidrecError, match=r"`opq` needs at least 48 items to learn a 48-d rotation, got 40"):
+        get_tokenizer("opq")(n_levels=3, codebook_size=4).fit(x)

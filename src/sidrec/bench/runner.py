@@ -58,6 +58,9 @@ def run_suite(
     for run in suite.runs:
         if only and run.name not in only:
             continue
+        if quick and run.skip_quick:
+            print(f"[{suite.name}] {run.name}: skipped in --quick ({run.skip_quick})", flush=True)
+            continue
         for seed in range(seeds):
             path = record_path(results_dir, suite, run, seed)
             paths.append(path)

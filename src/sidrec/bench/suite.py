@@ -9,6 +9,7 @@ A suite is a YAML file ``benchmarks/<name>.yaml``::
     stages: [prepare, embed, tokenize, train, evaluate]
     base: {tokenizer.method: rkmeans}    # overrides for every run
     quick: {train.max_steps: 30}         # extra overrides for --quick (synthetic data, tiny budget)
+    # a run may add its own: quick: {tokenizer.params.epochs: 2}
     columns: [evaluate/recall@10, evaluate/ndcg@10]
     runs:
       - name: rkmeans
@@ -20,6 +21,7 @@ A suite is a YAML file ``benchmarks/<name>.yaml``::
         overrides: {eval.constrained: false}
       - name: speed
         script: benchmarks/tokenizer_speed.py   # a script run: last stdout line is a JSON dict
+        skip_quick: needs the real embeddings      # the reason is printed when --quick skips it
     derive: {kind: spearman, source: tokenizers, target: evaluate/recall@10}   # computed, no runs
 
 Overrides use the config's dotted keys, so an unknown key fails when the suite is
@@ -41,7 +43,7 @@ from sidrec.pipeline import STAGES
 
 SUITE_DIR = Path("benchmarks")
 _SUITE_KEYS = {"name", "title", "paper", "dataset", "stages", "base", "quick", "columns", "runs", "derive", "notes"}
-_RUN_KEYS = {"name", "overrides", "paper", "script", "stages", "from"}
+_RUN_KEYS = {"name", "overrides", "paper", "script", "stages", "from", "skip_quick", "quick"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Run:
     script: str = ""
     stages: tuple[str, ...] = ()
     source: str = ""  # "from": start from a copy of this run's directory (e.g. re-evaluate its model)
+    skip_quick: str = ""  # why this run cannot run on --quick's synthetic catalogue (it is skipped there)
+    quick: dict[str, Any] = field(default_factory=dict)  # this run's extra overrides under --quick
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Suite:
         items.update(run.overrides)
         if quick:
             items.update(self.quick)
+            items.update(run.quick)
         items.update({"workdir": str(workdir), "seed": seed, "tokenizer.seed": seed})
         return apply_overrides(Config(), [f"{k}={_fmt(v)}" for k, v in items.items()])
 
@@ -124,7 +129,7 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
         if bad or "name" not in r:
             raise SidrecError(f"{path}: run {n}: needs a 'name' and only keys {', '.join(sorted(_RUN_KEYS))}")
         stages = tuple(r.get("stages") or ())
-        runs.append(Run(r["name"], dict(r.get("overrides") or {}), dict(r.get("paper") or {}), r.get("script", ""), stages, r.get("from", "")))
+        runs.append(Run(r["name"], dict(r.get("overrides") or {}), dict(r.get("paper") or {}), r.get("script", ""), stages, r.get("from", ""), r.get("skip_quick", ""), dict(r.get("quick") or {})))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise SidrecError(f"{path}: run names must be unique")

@@ -46,6 +46,10 @@ class OPQ(Tokenizer):
         d, m = x.shape[1], self.n_levels
         nbits = int(self.codebook_size).bit_length() - 1
         d_out = -(-d // m) * m
+        if x.shape[0] < d_out:
+            # faiss' OPQMatrix corrupts the heap (and kills the process) when trained on
+            # fewer points than its output dimension; measured with faiss-cpu 1.15.
+            raise SidrecError(f"`opq` needs at least {d_out} items to learn a {d_out}-d rotation, got {x.shape[0]}.")
         opq = faiss.OPQMatrix(d, m, d_out)
         opq.niter = self.niter
         opq.verbose = progress
