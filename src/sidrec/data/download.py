@@ -240,3 +240,30 @@ def extract_zip(archive: Path, dest: Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp)
     return dest
+
+
+def zip_dataset_dir(path: str, dataset: str, url: str, archive: str, marker: str, subdir: str) -> Path:
+    """The directory holding ``marker`` for a dataset shipped as a zip archive.
+
+    Args:
+        path: ``data.path``; if set, files already on disk (no download).
+        dataset: cache sub-directory name.
+        url: official archive location, fetched (resumable, checksummed) when ``path`` is empty.
+        archive: file name of the cached archive.
+        marker: a file that must be in the returned directory.
+        subdir: the archive's top folder, also searched under ``path``.
+
+    Raises:
+        SidrecError: if the directory or ``marker`` is missing.
+    """
+    if path:
+        root = Path(path)
+    else:
+        cache = cache_dir(dataset)
+        root = extract_zip(fetch(url, cache / archive), cache / "extracted")
+    if not root.is_dir():
+        raise SidrecError(f"data directory not found: {root}")
+    for candidate in (root, root / subdir):
+        if (candidate / marker).is_file():
+            return candidate
+    raise SidrecError(f"{marker} not found in {root} or {root / subdir}")

@@ -35,7 +35,7 @@ from typing import Any
 
 from sidrec.config import DataConfig
 from sidrec.data.base import RawDataset, register_dataset, require_file
-from sidrec.data.download import cache_dir, extract_zip, fetch
+from sidrec.data.download import zip_dataset_dir
 from sidrec.errors import SidrecError
 
 URL = "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
@@ -120,30 +120,11 @@ def read_tags(path: Path) -> dict[str, str]:
     return {tag: value for _, (tag, value, *_) in _rows(path, "latin-1", 2) if value}
 
 
-def find_data_dir(root: Path) -> Path:
-    """The directory holding the events file: ``root`` or its ``hetrec2011-lastfm-2k/`` subdirectory.
-
-    Raises:
-        SidrecError: if neither holds it.
-    """
-    if not root.is_dir():
-        raise SidrecError(f"data directory not found: {root}")
-    sub = root / "hetrec2011-lastfm-2k"
-    for candidate in (root, sub):
-        if (candidate / EVENTS_FILE).is_file():
-            return candidate
-    raise SidrecError(f"{EVENTS_FILE} not found in {root} or {sub}")
-
 
 @register_dataset("lastfm-hetrec2011")
 def load_lastfm(cfg: DataConfig) -> RawDataset:
     """Load Last.fm HetRec 2011 from ``data.path`` or the download cache."""
-    if cfg.path:
-        root = find_data_dir(Path(cfg.path))
-    else:
-        cache = cache_dir("lastfm-hetrec2011")
-        archive = fetch(URL, cache / "hetrec2011-lastfm-2k.zip")
-        root = find_data_dir(extract_zip(archive, cache / "extracted"))
+    root = zip_dataset_dir(cfg.path, "lastfm-hetrec2011", URL, "hetrec2011-lastfm-2k.zip", EVENTS_FILE, "hetrec2011-lastfm-2k")
     events_path = require_file(root / EVENTS_FILE, "Last.fm tag events file")
     artists_path = require_file(root / "artists.dat", "Last.fm artists file")
     tags_path = root / "tags.dat"

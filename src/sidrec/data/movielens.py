@@ -23,7 +23,7 @@ from typing import Any
 
 from sidrec.config import DataConfig
 from sidrec.data.base import RawDataset, register_dataset, require_file
-from sidrec.data.download import cache_dir, extract_zip, fetch
+from sidrec.data.download import zip_dataset_dir
 from sidrec.errors import SidrecError
 
 URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
@@ -90,29 +90,11 @@ def read_movies(path: Path) -> dict[str, dict[str, Any]]:
     return items
 
 
-def find_data_dir(root: Path) -> Path:
-    """The directory holding ``ratings.dat``: ``root`` itself or its ``ml-1m/`` subdirectory.
-
-    Raises:
-        SidrecError: if neither holds ``ratings.dat``.
-    """
-    if not root.is_dir():
-        raise SidrecError(f"data directory not found: {root}")
-    for candidate in (root, root / "ml-1m"):
-        if (candidate / "ratings.dat").is_file():
-            return candidate
-    raise SidrecError(f"ratings.dat not found in {root} or {root / 'ml-1m'}")
-
 
 @register_dataset("movielens-1m")
 def load_movielens_1m(cfg: DataConfig) -> RawDataset:
     """Load MovieLens 1M from ``data.path`` or the download cache."""
-    if cfg.path:
-        root = find_data_dir(Path(cfg.path))
-    else:
-        cache = cache_dir("movielens-1m")
-        archive = fetch(URL, cache / "ml-1m.zip")
-        root = find_data_dir(extract_zip(archive, cache / "extracted"))
+    root = zip_dataset_dir(cfg.path, "movielens-1m", URL, "ml-1m.zip", "ratings.dat", "ml-1m")
     ratings = require_file(root / "ratings.dat", "MovieLens ratings file")
     movies = require_file(root / "movies.dat", "MovieLens movies file")
     sequences, locations = read_ratings(ratings)

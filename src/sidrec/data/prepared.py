@@ -101,3 +101,18 @@ class PreparedData:
     def item_index(self) -> dict[str, int]:
         """External item id -> item_idx."""
         return {i: n for n, i in enumerate(self.item_ids)}
+
+    def history_items(self, history: list[str]) -> np.ndarray:
+        """item_idx of a history of external item ids (oldest first), truncated to ``max_history``.
+
+        Raises:
+            SidrecError: for an empty history or ids that are not prepared items (named).
+        """
+        if not history:
+            raise SidrecError("recommend needs a non-empty history of item ids (--history ID [ID ...])")
+        index = self.item_index()
+        unknown = [h for h in history if h not in index]
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise SidrecError(f"unknown item ids {shown}: not among the {self.n_items} prepared items")
+        return np.array([index[h] for h in history], dtype=np.int64)[-self.max_history :]

@@ -6,7 +6,6 @@ import json
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 from sidrec.config import Config
@@ -160,18 +159,11 @@ def run_recommend(cfg: Config, history: list[str], k: int = 10) -> dict[str, Any
         ``{"history": [...], "recommendations": [{"item_id", "score"}, ...]}``, scores being
         summed SID log-probabilities.
     """
-    if not history:
-        raise SidrecError("recommend needs a non-empty history of item ids (--history ID [ID ...])")
     if k < 1:
         raise SidrecError(f"recommend needs k >= 1, got {k}")
     _check_eval_config(cfg)
     model, sids, data = _load(cfg)
-    index = data.item_index()
-    unknown = [h for h in history if h not in index]
-    if unknown:
-        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise SidrecError(f"unknown item ids {shown}: not among the {data.n_items} prepared items")
-    items = np.array([index[h] for h in history], dtype=np.int64)[-data.max_history :]
+    items = data.history_items(history)
     trie = SIDTrie.build(sids.codes, sids.vocab_sizes, sids.representative)
     beam = max(cfg.eval.beam_size, k)
     model.eval()

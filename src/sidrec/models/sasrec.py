@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sidrec.errors import SidrecError
+from sidrec.models.layers import MLP
 
 
 class CausalSelfAttention(nn.Module):
@@ -50,18 +51,6 @@ class CausalSelfAttention(nn.Module):
         return self.drop(self.out(y.transpose(1, 2).reshape(B, L, D)))  # (B, L, D)
 
 
-class FeedForward(nn.Module):
-    """Position-wise feed-forward d -> d_ff -> d (SASRec §3.3; GELU as in RecBole)."""
-
-    def __init__(self, d_model: int, d_ff: int, dropout: float):
-        super().__init__()
-        self.up = nn.Linear(d_model, d_ff)
-        self.down = nn.Linear(d_ff, d_model)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.down(F.gelu(self.up(x))))  # (B, L, D)
-
 
 class Block(nn.Module):
     """Pre-norm residual block: x + Dropout(g(LayerNorm(x))) (SASRec §3.3, "Residual Connections")."""
@@ -71,7 +60,7 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(d_model)
         self.attn = CausalSelfAttention(d_model, n_heads, dropout)
         self.ln2 = nn.LayerNorm(d_model)
-        self.ffn = FeedForward(d_model, d_ff, dropout)
+        self.ffn = MLP(d_model, d_ff, dropout)  # d -> d_ff -> d, GELU as in RecBole (SASRec §3.3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sidrec.config import Config
 from sidrec.errors import SidrecError
 from sidrec.io import read_json, write_json
@@ -97,8 +95,10 @@ def _recommend_sasrec(cfg: Config, history: list[str], k: int) -> dict[str, Any]
     from sidrec.models.sasrec import pad_histories
     from sidrec.training.sasrec import load_sasrec
 
+    if k < 1:
+        raise SidrecError(f"recommend needs k >= 1, got {k}")
     data = PreparedData(cfg.paths.data)
-    items = check_history(history, data.item_index(), k)[-data.max_history :]
+    items = data.history_items(history)
     model = load_sasrec(cfg.paths.model)
     with torch.inference_mode():
         scores = model.scores(pad_histories([items], model.pad_idx, model.max_history))[0]  # (n_items,)
@@ -107,19 +107,6 @@ def _recommend_sasrec(cfg: Config, history: list[str], k: int) -> dict[str, Any]
         top = torch.topk(scores, min(k, data.n_items))
     recs = [{"item_id": data.item_ids[i], "score": round(float(s), 5)} for i, s in zip(top.indices.tolist(), top.values.tolist())]
     return {"history": history, "recommendations": recs}
-
-
-def check_history(history: list[str], index: dict[str, int], k: int) -> np.ndarray:
-    """item_idx of a history of external ids; a clear error for empty input, unknown ids or k < 1."""
-    if not history:
-        raise SidrecError("recommend needs a non-empty history of item ids (--history ID [ID ...])")
-    if k < 1:
-        raise SidrecError(f"recommend needs k >= 1, got {k}")
-    unknown = [h for h in history if h not in index]
-    if unknown:
-        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise SidrecError(f"unknown item ids {shown}: not among the {len(index)} prepared items")
-    return np.array([index[h] for h in history], dtype=np.int64)
 
 
 RECIPES: dict[str, Recipe] = {
