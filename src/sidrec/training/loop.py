@@ -60,6 +60,12 @@ class TrainState:
     samples: int = 0  # next-item targets trained on, all ranks
     rows: list[dict[str, Any]] = field(default_factory=list)
 
+    def advance(self, n_samples: int, seconds: float) -> None:
+        """Count one optimizer step over ``n_samples`` targets that took ``seconds``."""
+        self.step, self.index = self.step + 1, self.index + 1
+        self.samples += n_samples
+        self.train_seconds += seconds
+
 
 class _LossModule(nn.Module):
     """Wraps a model so DDP sees one forward: Batch -> (sum of per-target losses, n_targets)."""
@@ -164,9 +170,7 @@ def train(
         opt.step()
         sched.step()
         dt = time.perf_counter() - t0
-        state.step, state.index = state.step + 1, state.index + 1
-        state.samples += b.n_global
-        state.train_seconds += dt
+        state.advance(b.n_global, dt)
         win_samples, win_seconds = win_samples + b.n_global, win_seconds + dt
         loss_acc, n_acc = loss_acc + float(total.detach()), n_acc + b.n_targets
         bar.update(1)

@@ -237,9 +237,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
             opt_tok.step()
         sched.step()
         dt = time.perf_counter() - t0
-        state.step, state.index = state.step + 1, state.index + 1
-        state.samples += b.n_global
-        state.train_seconds += dt
+        state.advance(b.n_global, dt)
         win_samples, win_seconds = win_samples + b.n_global, win_seconds + dt
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
