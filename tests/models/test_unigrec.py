@@ -10,7 +10,6 @@ from sidrec.models.unigrec import (
     SoftTokenizer,
     UniGRec,
     decode_embedded,
-    encode_embedded,
     soft_token_embeddings,
 )
 
@@ -72,7 +71,7 @@ def test_embedded_paths_match_the_encoder_decoder(history_tokens):
 
     hb = HistoryBatch(codes, mask)
     enc_ref, _ = rec.encode(hb)
-    enc, kpm, _ = encode_embedded(rec, rec.tok(codes + rec.offsets), mask)
+    enc, kpm, _ = rec.encode_embedded(rec.tok(codes + rec.offsets), mask)
     assert torch.allclose(enc, enc_ref, atol=1e-6)
     h = decode_embedded(rec, enc, kpm, rec.tok(targets + rec.offsets))
     assert torch.allclose(h, rec._teacher_forced(hb, targets[:, None])[:, 0], atol=1e-6)

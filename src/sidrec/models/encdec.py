@@ -114,27 +114,44 @@ class EncoderDecoder(nn.Module):
 
     def encode(self, history: HistoryBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """History -> encoder output (B, S, D) and its key mask (B, 1, 1, S) or None."""
-        codes, mask = history.codes[:, -self.max_history :], history.mask[:, -self.max_history :]
-        B, H, T = codes.shape
+        codes = history.codes[:, -self.max_history :]
+        T = codes.shape[2]
         assert T == len(self.vocab_sizes), f"history has {T} tokens per item, model expects {len(self.vocab_sizes)}"
-        pos = self.enc_pos(torch.arange(H - 1, -1, -1, device=codes.device))  # (H, D)
-        e = self.tok(codes + self.offsets)  # (B, H, T, D)
+        enc, kpm, _ = self.encode_embedded(self.tok(codes + self.offsets), history.mask, history.user_bins)
+        return enc, kpm
+
+    def encode_embedded(
+        self, e: torch.Tensor, mask: torch.Tensor, user_bins: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The encoder from token embeddings (UniGRec feeds soft ones, eq. 15).
+
+        Args:
+            e: (B, H, T, D) embeddings of the history items' SID tokens.
+            mask: (B, H) bool, True for real items.
+            user_bins: (B,) hashed user tokens, required when ``user_tokens`` > 0.
+
+        Returns:
+            Encoder output (B, S, D), its SDPA key mask (B, 1, 1, S) or None, and the (B, S) bool mask.
+        """
+        e, mask = e[:, -self.max_history :], mask[:, -self.max_history :]
+        B, H, T, _ = e.shape
+        pos = self.enc_pos(torch.arange(H - 1, -1, -1, device=e.device))  # (H, D)
         if self.history_tokens == "item":
             x = e.sum(2) + pos  # (B, H, D)
         else:
             x = (e + pos[:, None]).reshape(B, H * T, -1)  # (B, H*T, D)
             mask = mask.repeat_interleave(T, dim=1)
         if self.user_tokens:
-            if history.user_bins is None:
+            if user_bins is None:
                 raise SidrecError("this model was trained with user tokens; HistoryBatch.user_bins is required")
-            u = self.tok(self.user_base + history.user_bins)[:, None]  # (B, 1, D)
+            u = self.tok(self.user_base + user_bins)[:, None]  # (B, 1, D)
             x = torch.cat([u, x], dim=1)
             mask = torch.cat([mask.new_ones(B, 1), mask], dim=1)
         kpm = key_padding_mask(mask)
         x = self.drop(x)
         for blk in self.encoder:
             x = blk(x, kpm)
-        return self.enc_norm(x), kpm
+        return self.enc_norm(x), kpm, mask
 
     # ------------------------------------------------------------------ decoder
 

@@ -15,10 +15,10 @@ Composition, not a new architecture: :class:`UniGRec` holds
   tokenizer module (MLP encoder, residual codebooks, MLP decoder);
 - three linear projections for the dual collaborative distillation (§3.4).
 
-The encoder-decoder has no entry point for embeddings instead of codes, so
-:func:`encode_embedded` / :func:`decode_embedded` repeat the few lines of
-``EncoderDecoder.encode`` / ``_teacher_forced`` that follow the token lookup
-(tested to agree with them bit for bit on one-hot inputs).
+Soft token embeddings enter the encoder through ``EncoderDecoder.encode_embedded``
+(the encoder's own path after the token lookup); :func:`decode_embedded` repeats the
+few lines of ``_teacher_forced`` that follow the lookup (tested to agree with it bit
+for bit on one-hot inputs).
 
 Shapes: B batch, U unique items of a batch, H history, T SID tokens (L levels +
 the de-dup digit), K codewords per level, D d_model, d semantic-embedding width.
@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from sidrec.models.encdec import EncoderDecoder
-from sidrec.models.layers import key_padding_mask
 
 
 def sq_dist(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -125,36 +124,6 @@ def soft_token_embeddings(probs: torch.Tensor, table: torch.Tensor, offsets: tor
     K = probs.shape[-1]
     rows = table[offsets[:, None] + torch.arange(K, device=table.device)]  # (L, K, D)
     return torch.einsum("...lk,lkd->...ld", probs, rows)
-
-
-def encode_embedded(rec: EncoderDecoder, e: torch.Tensor, mask: torch.Tensor, user_bins: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """``rec.encode`` from token embeddings instead of codes.
-
-    Args:
-        e: (B, H, T, D) embeddings of the history items' SID tokens.
-        mask: (B, H) bool, True for real items.
-        user_bins: (B,) hashed user tokens when ``rec.user_tokens`` > 0.
-
-    Returns:
-        Encoder output (B, S, D), its SDPA key mask (B, 1, 1, S) or None, and the (B, S) bool mask.
-    """
-    e, mask = e[:, -rec.max_history :], mask[:, -rec.max_history :]
-    B, H, T, _ = e.shape
-    pos = rec.enc_pos(torch.arange(H - 1, -1, -1, device=e.device))  # (H, D)
-    if rec.history_tokens == "item":
-        x = e.sum(2) + pos  # (B, H, D)
-    else:
-        x = (e + pos[:, None]).reshape(B, H * T, -1)  # (B, H*T, D)
-        mask = mask.repeat_interleave(T, dim=1)
-    if rec.user_tokens:
-        u = rec.tok(rec.user_base + user_bins)[:, None]  # (B, 1, D)
-        x = torch.cat([u, x], dim=1)
-        mask = torch.cat([mask.new_ones(B, 1), mask], dim=1)
-    kpm = key_padding_mask(mask)
-    x = rec.drop(x)
-    for blk in rec.encoder:
-        x = blk(x, kpm)
-    return rec.enc_norm(x), kpm, mask
 
 
 def decode_embedded(rec: EncoderDecoder, enc: torch.Tensor, kpm: torch.Tensor | None, target_emb: torch.Tensor) -> torch.Tensor:
@@ -249,7 +218,7 @@ class UniGRec(nn.Module):
         uniq, inv = torch.unique(torch.cat([hist.reshape(-1), target]), return_inverse=True)
         emb, recon = self.token_embeddings(uniq, codes[uniq], soft)  # (U, T, D)
         e_hist, e_tgt = emb[inv[: B * H]].view(B, H, *emb.shape[1:]), emb[inv[B * H :]]
-        enc, kpm, enc_mask = encode_embedded(self.rec, e_hist, mask, user_bins)  # (B, S, D)
+        enc, kpm, enc_mask = self.rec.encode_embedded(e_hist, mask, user_bins)  # (B, S, D)
         h = decode_embedded(self.rec, enc, kpm, e_tgt)  # (B, T, D)
         labels = codes[target]  # (B, T)
         T = labels.shape[1]
