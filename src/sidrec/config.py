@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from sidrec.errors import SidrecError
+from sidrec.io import read_yaml
 
 
 @dataclass(frozen=True)
@@ -198,13 +199,7 @@ def load_config(
     """Build a :class:`Config`: ``base`` (default: all defaults), then a YAML file, then overrides."""
     cfg = base if base is not None else Config()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise SidrecError(f"config file not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise SidrecError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
+        raw = read_yaml(path, "config file")
         if not isinstance(raw, dict):
             raise SidrecError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
         cfg = _merge(cfg, raw, prefix="", source=str(path))

@@ -77,6 +77,21 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         raise SidrecError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
 
 
+def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
+    """Read YAML (an empty file is ``{}``), turning a missing or malformed file into a one-line :class:`SidrecError`."""
+    import yaml
+
+    from sidrec.errors import SidrecError
+
+    path = Path(path)
+    if not path.is_file():
+        raise SidrecError(f"{what} not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise SidrecError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
+
+
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Save a NumPy array atomically."""
     with atomic_open(path, "wb") as f:

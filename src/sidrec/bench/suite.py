@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from sidrec.config import Config, apply_overrides
 from sidrec.errors import SidrecError
+from sidrec.io import read_yaml
 from sidrec.pipeline import STAGES
 
 SUITE_DIR = Path("benchmarks")
@@ -116,10 +116,7 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
     path = suite_dir / f"{name}.yaml"
     if not path.is_file():
         raise SidrecError(f"unknown benchmark suite {name!r}; available: {', '.join(available_suites(suite_dir)) or 'none'} (in {suite_dir})")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise SidrecError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
+    raw = read_yaml(path, "benchmark suite")
     unknown = set(raw) - _SUITE_KEYS
     if unknown:
         raise SidrecError(f"{path}: unknown key {sorted(unknown)[0]!r}; valid keys: {', '.join(sorted(_SUITE_KEYS))}")
