@@ -81,6 +81,7 @@ class TrainConfig:
     batch_size: int = 256
     max_steps: int = 100_000
     warmup_steps: int = 100
+    lr_schedule: str = "constant"  # after warmup: "constant", or "cosine" decay to lr/10 at max_steps
     eval_every: int = 500  # steps between validation passes
     patience: int = 10  # validation passes without NDCG@10 improvement before stopping
     sliding_window: bool = True

@@ -132,8 +132,7 @@ def train(
     if world > 1:
         wrapped = DistributedDataParallel(wrapped)
     opt = _optimizer(model, cfg)
-    warm = max(1, cfg.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    sched = lr_scheduler(opt, cfg)
     state = TrainState()
     last = out_dir / LAST
     if resume and last.is_file():
@@ -248,6 +247,32 @@ def _evaluate(model: nn.Module, validate: Validator, state: TrainState, row: dic
             write_json(out_dir / BEST_META, {"arch": model.arch, "config": model.config(), "step": state.step, "valid": metrics})
     else:
         state.bad_evals += 1
+
+
+LR_SCHEDULES = ("constant", "cosine")
+COSINE_FLOOR = 0.1  # cosine decays to this fraction of the peak lr (a common floor; 0 wastes the last steps)
+
+
+def lr_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup over ``warmup_steps``, then constant or cosine decay to ``COSINE_FLOOR`` x lr at ``max_steps``.
+
+    Raises:
+        SidrecError: for an unknown ``train.lr_schedule``.
+    """
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise SidrecError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
+    warm = max(1, cfg.warmup_steps)
+    span = max(1, cfg.max_steps - warm)
+
+    def factor(step: int) -> float:
+        if step + 1 < warm:
+            return (step + 1) / warm
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        done = min(1.0, (step + 1 - warm) / span)
+        return COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * done))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def _save_last(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, state: TrainState, world: int) -> None:

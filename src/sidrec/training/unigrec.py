@@ -64,7 +64,7 @@ from sidrec.models.unigrec import SoftTokenizer, UniGRec
 from sidrec.tokenizers.base import CONFIG_FILE, Tokenizer
 from sidrec.tokenizers.sid_table import SIDTable
 from sidrec.training.data import TrainData
-from sidrec.training.loop import BEST, BEST_META, LAST, TrainState, _evaluate, _rng_state, _set_rng_state
+from sidrec.training.loop import BEST, BEST_META, LAST, TrainState, _evaluate, _rng_state, _set_rng_state, lr_scheduler
 from sidrec.training.logs import TensorBoardLog, plot_curves, write_metrics_csv
 from sidrec.training.stage import make_validator, resolve_device, set_threads
 
@@ -188,8 +188,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     other = [p for p in rec_params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=t.lr)
     opt_tok = torch.optim.AdamW(soft.parameters(), lr=u.tokenizer_lr, weight_decay=0.0)
-    warm = max(1, t.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    sched = lr_scheduler(opt, t)
     state = UniGRecState()
     if resume and (out / LAST).is_file():
         ck = torch.load(out / LAST, map_location="cpu", weights_only=False)
