@@ -9,7 +9,6 @@ from sidrec.models.encdec import EncoderDecoder
 from sidrec.models.unigrec import (
     SoftTokenizer,
     UniGRec,
-    decode_embedded,
     soft_token_embeddings,
 )
 
@@ -73,7 +72,10 @@ def test_embedded_paths_match_the_encoder_decoder(history_tokens):
     enc_ref, _ = rec.encode(hb)
     enc, kpm, _ = rec.encode_embedded(rec.tok(codes + rec.offsets), mask)
     assert torch.allclose(enc, enc_ref, atol=1e-6)
-    h = decode_embedded(rec, enc, kpm, rec.tok(targets + rec.offsets))
+    # UniGRec's target input: one-hot soft embeddings for the L levels, the de-dup digit looked up
+    one_hot = F.one_hot(targets[:, :L], K).float()
+    e_tgt = torch.cat([soft_token_embeddings(one_hot, rec.tok.weight, rec.offsets[:L]), rec.tok(targets[:, L:] + rec.offsets[L:])], dim=1)
+    h = rec.decode_embedded(enc, kpm, e_tgt[:, None])[:, 0]
     assert torch.allclose(h, rec._teacher_forced(hb, targets[:, None])[:, 0], atol=1e-6)
 
 

@@ -167,16 +167,30 @@ class EncoderDecoder(nn.Module):
         """Hidden (..., D) at SID position t -> logits (..., V_t) (tied to the token table)."""
         return h @ self.tok.weight[self._starts[t] : self._starts[t + 1]].T
 
+    def decode_embedded(self, enc: torch.Tensor, kpm: torch.Tensor | None, target_emb: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced decoder hidden states from the targets' token embeddings.
+
+        Input position t is BOS (t = 0) or the embedding of target token t-1. UniGRec
+        passes soft embeddings (eq. 15); :meth:`_teacher_forced` looks them up.
+
+        Args:
+            enc: (B, S, D) encoder output; kpm: its SDPA key mask or None.
+            target_emb: (B, N, T, D) embeddings of N candidate SIDs per user.
+
+        Returns:
+            (B, N, T, D) hidden states; position t predicts SID token t.
+        """
+        memory = [blk.cross_attn.memory(enc) for blk in self.decoder]
+        B, N, _, D = target_emb.shape
+        bos = self.tok.weight[self.bos].expand(B, N, 1, D)
+        x = self.drop(torch.cat([bos, target_emb[:, :, :-1]], dim=2) + self.dec_pos.weight)  # (B, N, T, D)
+        h, _ = self._decode(x, memory, kpm, None)
+        return h
+
     def _teacher_forced(self, history: HistoryBatch, sids: torch.Tensor) -> torch.Tensor:
         """sids (B, N, T) -> decoder hidden (B, N, T, D) predicting each position."""
         enc, kpm = self.encode(history)
-        memory = [blk.cross_attn.memory(enc) for blk in self.decoder]
-        B, N, T = sids.shape
-        bos = sids.new_full((B, N, 1), self.bos)
-        inp = torch.cat([bos, sids[..., :-1] + self.offsets[:-1]], dim=-1)  # (B, N, T)
-        x = self.drop(self.tok(inp) + self.dec_pos.weight)  # (B, N, T, D)
-        h, _ = self._decode(x, memory, kpm, None)
-        return h
+        return self.decode_embedded(enc, kpm, self.tok(sids + self.offsets))
 
     def loss(self, history: HistoryBatch, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy averaged over the batch and the T positions (sum over positions / T)."""

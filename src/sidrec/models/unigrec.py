@@ -15,10 +15,9 @@ Composition, not a new architecture: :class:`UniGRec` holds
   tokenizer module (MLP encoder, residual codebooks, MLP decoder);
 - three linear projections for the dual collaborative distillation (§3.4).
 
-Soft token embeddings enter the encoder through ``EncoderDecoder.encode_embedded``
-(the encoder's own path after the token lookup); :func:`decode_embedded` repeats the
-few lines of ``_teacher_forced`` that follow the lookup (tested to agree with it bit
-for bit on one-hot inputs).
+Soft token embeddings enter the recommender through ``EncoderDecoder.encode_embedded``
+and ``EncoderDecoder.decode_embedded``, the model's own paths after the token lookup
+(tested to agree with the hard path bit for bit on one-hot inputs).
 
 Shapes: B batch, U unique items of a batch, H history, T SID tokens (L levels +
 the de-dup digit), K codewords per level, D d_model, d semantic-embedding width.
@@ -126,20 +125,6 @@ def soft_token_embeddings(probs: torch.Tensor, table: torch.Tensor, offsets: tor
     return torch.einsum("...lk,lkd->...ld", probs, rows)
 
 
-def decode_embedded(rec: EncoderDecoder, enc: torch.Tensor, kpm: torch.Tensor | None, target_emb: torch.Tensor) -> torch.Tensor:
-    """Teacher-forced decoder hidden states (B, T, D) from the target's token embeddings (B, T, D).
-
-    Input position t is BOS (t = 0) or the embedding of target token t-1, as in
-    ``EncoderDecoder._teacher_forced``.
-    """
-    memory = [blk.cross_attn.memory(enc) for blk in rec.decoder]
-    B, T, D = target_emb.shape
-    bos = rec.tok.weight[rec.bos].expand(B, 1, D)
-    x = rec.drop(torch.cat([bos, target_emb[:, :-1]], dim=1) + rec.dec_pos.weight)  # (B, T, D)
-    h, _ = rec._decode(x[:, None], memory, kpm, None)  # (B, 1, T, D)
-    return h[:, 0]
-
-
 def symmetric_kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
     """KL(P||Q) + KL(Q||P) summed over levels, mean over the batch (eq. 18); inputs (B, L, K) log-probs."""
     p, q = logp.exp(), logq.exp()
@@ -219,7 +204,7 @@ class UniGRec(nn.Module):
         emb, recon = self.token_embeddings(uniq, codes[uniq], soft)  # (U, T, D)
         e_hist, e_tgt = emb[inv[: B * H]].view(B, H, *emb.shape[1:]), emb[inv[B * H :]]
         enc, kpm, enc_mask = self.rec.encode_embedded(e_hist, mask, user_bins)  # (B, S, D)
-        h = decode_embedded(self.rec, enc, kpm, e_tgt)  # (B, T, D)
+        h = self.rec.decode_embedded(enc, kpm, e_tgt[:, None])[:, 0]  # (B, T, D)
         labels = codes[target]  # (B, T)
         T = labels.shape[1]
         rec_loss = sum(F.cross_entropy(self.rec._logits(h[:, t], t), labels[:, t]) for t in range(T)) / T  # eq. 13
