@@ -1,10 +1,14 @@
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from sidrec.bench import load_suite, run_suite, write_report
+from sidrec.bench.script import emit
 from sidrec.errors import SidrecError
 
 SUITE = """
@@ -99,3 +103,34 @@ def test_failed_run_is_reported_and_others_kept(suite_dir: Path, tmp_path: Path)
     suite = load_suite("broken", suite_dir)
     with pytest.raises(SidrecError, match="1 run\\(s\\) of suite 'broken' failed; first: broken seed 0: .*not found"):
         run_suite(suite, quick=False, results_dir=tmp_path / "r", work_root=tmp_path / "w", only=("broken",))
+
+
+def test_script_path_is_relative_to_the_suite_file(suite_dir: Path, tmp_path: Path, monkeypatch):
+    (suite_dir / "rel.yaml").write_text("runs:\n  - name: s\n    script: script.py\n")
+    monkeypatch.chdir(tmp_path)  # any working directory
+    suite = load_suite("rel", suite_dir)
+    assert suite.runs[0].script == str(suite_dir / "script.py")
+    paths = run_suite(suite, quick=True, results_dir=tmp_path / "r", work_root=tmp_path / "w")
+    assert json.loads(paths[0].read_text())["metrics"] == {"script/value": 10.0}
+    (suite_dir / "rel.yaml").write_text("runs:\n  - name: s\n    script: nope.py\n")
+    with pytest.raises(SidrecError, match=f"run 's': script {suite_dir / 'nope.py'} not found"):
+        load_suite("rel", suite_dir)
+
+
+def test_benchmark_script_without_its_run_fails_in_one_line(tmp_path: Path):
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "tokenizer_speed.py"
+    env = {**os.environ, "SIDREC_BENCH_RUN": str(tmp_path / "missing")}
+    proc = subprocess.run([sys.executable, str(script), "--seed", "0"], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        f"tokenizer_speed.py: error: {tmp_path / 'missing' / 'embeddings' / 'embeddings.npy'} not found: needs item embeddings "
+        "(.npy) of a prepared run; pass -w RUN or set $SIDREC_BENCH_RUN to a prepared run, or use --quick"
+    )
+
+
+def test_emit_keeps_numbers_only(capsys):
+    emit({"a": 1, "b": 0.5})
+    assert capsys.readouterr().out == '{"a": 1, "b": 0.5}\n'
+    for bad in ("x", True, float("nan"), [1]):
+        with pytest.raises(SidrecError, match="benchmark metric 'c' must be a finite number"):
+            emit({"c": bad})

@@ -20,12 +20,13 @@ A suite is a YAML file ``benchmarks/<name>.yaml``::
         stages: [evaluate]
         overrides: {eval.constrained: false}
       - name: speed
-        script: benchmarks/tokenizer_speed.py   # a script run: last stdout line is a JSON dict
+        script: tokenizer_speed.py      # a script run (path relative to this file): last stdout line is a JSON dict
         skip_quick: needs the real embeddings      # the reason is printed when --quick skips it
     derive: {kind: spearman, source: tokenizers, target: evaluate/recall@10}   # computed, no runs
 
 Overrides use the config's dotted keys, so an unknown key fails when the suite is
-loaded, not an hour into the run.
+loaded, not an hour into the run. A script is called as ``python SCRIPT --seed N
+[--quick]`` from the working directory of ``sidrec bench``.
 """
 
 from __future__ import annotations
@@ -126,7 +127,12 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
         if bad or "name" not in r:
             raise SidrecError(f"{path}: run {n}: needs a 'name' and only keys {', '.join(sorted(_RUN_KEYS))}")
         stages = tuple(r.get("stages") or ())
-        runs.append(Run(r["name"], dict(r.get("overrides") or {}), dict(r.get("paper") or {}), r.get("script", ""), stages, r.get("from", ""), r.get("skip_quick", ""), dict(r.get("quick") or {})))
+        script = r.get("script", "")
+        if script:  # relative to the suite file, so a suite runs from any working directory
+            script = str(path.parent / script)
+            if not Path(script).is_file():
+                raise SidrecError(f"{path}: run {r['name']!r}: script {script} not found")
+        runs.append(Run(r["name"], dict(r.get("overrides") or {}), dict(r.get("paper") or {}), script, stages, r.get("from", ""), r.get("skip_quick", ""), dict(r.get("quick") or {})))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise SidrecError(f"{path}: run names must be unique")
