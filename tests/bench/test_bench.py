@@ -134,3 +134,41 @@ def test_emit_keeps_numbers_only(capsys):
     for bad in ("x", True, float("nan"), [1]):
         with pytest.raises(SidrecError, match="benchmark metric 'c' must be a finite number"):
             emit({"c": bad})
+
+
+REFS = """
+stages: [prepare]
+base: {tokenizer.params.dims: [8, 4]}
+runs:
+  - name: teacher
+  - name: student
+    overrides: {unigrec.teacher: "{run:teacher}/model"}
+"""
+
+
+def test_run_reference_resolves_to_the_earlier_runs_directory(suite_dir: Path, tmp_path: Path):
+    (suite_dir / "refs.yaml").write_text(REFS)
+    suite = load_suite("refs", suite_dir)
+    student = suite.runs[1]
+    cfg = suite.config(student, 3, quick=True, workdir=tmp_path / "quick" / "refs" / "student-seed3")
+    assert cfg.unigrec.teacher == str(tmp_path / "quick" / "refs" / "teacher-seed3" / "model")
+    assert cfg.tokenizer.params["dims"] == [8, 4]  # a list override stays a list
+    assert suite.references(student, quick=True) == ["teacher"] and suite.references(suite.runs[0], quick=False) == []
+
+    results, work = tmp_path / "results", tmp_path / "work"
+    with pytest.raises(SidrecError, match="run 'student' uses the directory of run 'teacher' \\(seed 0\\), which has no finished run"):
+        run_suite(suite, quick=True, results_dir=results, work_root=work, only=("student",))
+    paths = run_suite(suite, quick=True, results_dir=results, work_root=work)
+    rec = json.loads(paths[1].read_text())
+    assert rec["config"]["unigrec"]["teacher"] == str(work / "quick" / "refs" / "teacher-seed0" / "model")
+
+
+@pytest.mark.parametrize("ref, where", [("nobody", "overrides"), ("student", "overrides"), ("teacher", "base")])
+def test_run_reference_must_name_an_earlier_run(suite_dir: Path, ref: str, where: str):
+    text = REFS.replace("{run:teacher}", f"{{run:{ref}}}")
+    if where == "base":  # in base, the first run would refer to itself
+        text = text.replace("base: {", 'base: {unigrec.teacher: "{run:teacher}", ')
+    (suite_dir / "refs.yaml").write_text(text)
+    first = "teacher" if where == "base" else "student"
+    with pytest.raises(SidrecError, match=f"run '{first}' refers to \\{{run:{ref}\\}}, which must name an earlier run of the suite"):
+        load_suite("refs", suite_dir)

@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from sidrec.bench.suite import Run, Suite, load_suite
+from sidrec.bench.suite import Run, Suite, load_suite, run_dir_name
 from sidrec.config import config_to_dict
 from sidrec.errors import SidrecError
 from sidrec.io import read_json, sha256_text, write_json
@@ -67,9 +67,9 @@ def run_suite(
             if path.is_file() and not force:
                 print(f"[{suite.name}] {run.name} seed {seed}: record exists, skipped ({path})", flush=True)
                 continue
-            workdir = work_root / ("quick" if quick else "full") / suite.name / f"{run.name}-seed{seed}"
+            workdir = work_root / ("quick" if quick else "full") / suite.name / run_dir_name(run.name, seed)
             if run.source:
-                _copy_run_dir(workdir.parent / f"{run.source}-seed{seed}", workdir)
+                _copy_run_dir(workdir.parent / run_dir_name(run.source, seed), workdir)
             print(f"[{suite.name}] {run.name} seed {seed}: running in {workdir}", flush=True)
             args = (str(suite.path), run.name, seed, quick, str(workdir))
             if quick:  # smoke runs: no fresh interpreter (imports cost more than the run)
@@ -136,6 +136,9 @@ def _execute(suite: Suite, run: Run, seed: int, quick: bool, workdir: Path) -> d
     else:
         from sidrec.pipeline import run_pipeline
 
+        for ref in suite.references(run, quick):  # "{run:NAME}" in an override: NAME must have finished
+            if not (workdir.parent / run_dir_name(ref, seed) / "run_summary.json").is_file():
+                raise SidrecError(f"run {run.name!r} uses the directory of run {ref!r} (seed {seed}), which has no finished run; run {ref!r} first")
         cfg = suite.config(run, seed, quick, workdir)
         summary = run_pipeline(cfg, progress=False, stages=run.stages or suite.stages)
         manifest = read_json(cfg.paths.data / "manifest.json")

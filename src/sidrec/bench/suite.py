@@ -22,16 +22,29 @@ A suite is a YAML file ``benchmarks/<name>.yaml``::
       - name: speed
         script: tokenizer_speed.py      # a script run (path relative to this file): last stdout line is a JSON dict
         skip_quick: needs the real embeddings      # the reason is printed when --quick skips it
+      - name: sasrec
+        overrides: {train.method: sasrec}
+        stages: [prepare, train, evaluate]
+      - name: unigrec                      # "{run:NAME}": NAME's run directory, same seed
+        overrides: {train.method: unigrec, tokenizer.method: soft-rqvae, unigrec.teacher: "{run:sasrec}/model"}
     derive: {kind: spearman, source: tokenizers, target: evaluate/recall@10}   # computed, no runs
 
 Overrides use the config's dotted keys, so an unknown key fails when the suite is
 loaded, not an hour into the run. A script is called as ``python SCRIPT --seed N
 [--quick]`` from the working directory of ``sidrec bench``.
+
+``{run:NAME}`` inside a string override value (in ``base``, ``overrides`` or ``quick``)
+becomes the run directory of the suite's run NAME with the same seed and budget
+(``WORK_ROOT/{quick,full}/SUITE/NAME-seedN``), e.g. a teacher model trained by an
+earlier run. NAME must be an earlier run of the suite (checked at load time); the
+runner fails the referring run if NAME's directory holds no finished run.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +58,12 @@ from sidrec.pipeline import STAGES
 SUITE_DIR = Path("benchmarks")
 _SUITE_KEYS = {"name", "title", "paper", "dataset", "stages", "base", "quick", "columns", "runs", "derive", "notes"}
 _RUN_KEYS = {"name", "overrides", "paper", "script", "stages", "from", "skip_quick", "quick"}
+_RUN_REF = re.compile(r"\{run:([^{}]*)\}")  # "{run:NAME}" in an override value
+
+
+def run_dir_name(run: str, seed: int) -> str:
+    """Directory name of (run, seed) under ``WORK_ROOT/{quick,full}/SUITE/``."""
+    return f"{run}-seed{seed}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +98,25 @@ class Suite:
     path: Path
 
     def config(self, run: Run, seed: int, quick: bool, workdir: Path) -> Config:
-        """The fully resolved config of ``run`` with ``seed``."""
+        """The fully resolved config of ``run`` with ``seed`` (``{run:NAME}`` replaced by NAME's run directory).
+
+        Raises:
+            SidrecError: an unknown override key, or a ``{run:NAME}`` that is not an earlier run.
+        """
+        def run_dir(ref: re.Match[str]) -> str:  # a sibling of workdir, as the runner lays them out
+            return str(workdir.parent / run_dir_name(self._earlier(run, ref[1]), seed))
+
+        items = {k: _RUN_REF.sub(run_dir, v) if isinstance(v, str) else v for k, v in self._items(run, quick).items()}
+        items.update({"workdir": str(workdir), "seed": seed, "tokenizer.seed": seed})
+        return apply_overrides(Config(), [f"{k}={_fmt(v)}" for k, v in items.items()])
+
+    def references(self, run: Run, quick: bool) -> list[str]:
+        """Names of the runs whose directories ``run``'s overrides name with ``{run:NAME}``."""
+        refs = [m for v in self._items(run, quick).values() if isinstance(v, str) for m in _RUN_REF.findall(v)]
+        return [self._earlier(run, name) for name in dict.fromkeys(refs)]
+
+    def _items(self, run: Run, quick: bool) -> dict[str, Any]:
+        """Every override of ``run`` before ``{run:...}`` resolution, later sources winning."""
         items: dict[str, Any] = {}
         if quick:
             items.update({"data.dataset": "synthetic", "data.path": "0"})
@@ -90,13 +127,20 @@ class Suite:
         if quick:
             items.update(self.quick)
             items.update(run.quick)
-        items.update({"workdir": str(workdir), "seed": seed, "tokenizer.seed": seed})
-        return apply_overrides(Config(), [f"{k}={_fmt(v)}" for k, v in items.items()])
+        return items
+
+    def _earlier(self, run: Run, name: str) -> str:
+        """``name`` if it is a run before ``run`` in this suite (it must have run first)."""
+        names = [r.name for r in self.runs]
+        if name not in names[: names.index(run.name)]:
+            raise SidrecError(f"{self.path}: run {run.name!r} refers to {{run:{name}}}, which must name an earlier run of the suite")
+        return name
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, list | tuple):
-        return ",".join(str(x) for x in v)
+    """An override value as the ``key=value`` text :func:`apply_overrides` parses (as YAML)."""
+    if isinstance(v, list | tuple | dict):
+        return json.dumps(v)  # JSON is YAML flow syntax: lists stay lists (tokenizer.params.dims), tuples parse too
     if isinstance(v, bool):
         return str(v).lower()
     return str(v)
