@@ -38,6 +38,21 @@ Choices where the paper is ambiguous (each a parameter unless fixed by the text)
 
 ``decode`` can only use the codes: it returns ``mean(alpha) r + sum_l c_l[code_l]``
 (alpha and the soft weights are not in the SID), an approximation of eq. 11.
+
+Ablations (Table 8, §4.6.1), any subset of ``ablate``; the default ``()`` is the full model:
+
+- ``"reference"`` (w/o reference vector): ``e0 = x`` and alpha = 0 (r is kept as a
+  frozen zero vector so saved weights have one layout; eq. 11 loses its ``alpha r``).
+- ``"rating"`` (w/o rating quantization): the rating of eq. 3-5 is replaced by
+  RQ-VAE's quantiser, as the paper says ("replaces the dot product rating mechanism
+  with STE"): the SID digit (eq. 7) is the nearest codeword in L2, the residual is
+  ``e - sg(c)``, ``x_hat`` is straight-through, plus the codebook and commitment losses
+  ``||sg(e) - c||^2 + beta ||e - sg(c)||^2`` summed over levels (beta = 0.25, as
+  :mod:`sidrec.tokenizers.vq`). Without a learned decoder (eq. 11) the STE makes
+  ``L_rec`` constant in the parameters, so the codebooks learn from the codebook loss
+  and r from the commitment loss and SC/PD, i.e. what RQ-VAE's quantiser gets.
+- ``"sc"`` / ``"pd"`` (w/o SC / PD regularization): the term is dropped from eq. 12
+  (``L_metric = PD`` or ``-SC``); it is still computed, detached, for ``history_``.
 """
 
 from __future__ import annotations
@@ -49,11 +64,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sidrec.errors import SidrecError
-from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_
+from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, sq_dist
 from sidrec.tokenizers.base import check_float, check_int, register
+from sidrec.tokenizers.vq import BETA
 
 WEIGHT_DECAY = 1e-5  # §3.5.3
 PD_T = 2.0  # eq. 10
+ABLATIONS = ("reference", "rating", "sc", "pd")  # Table 8's rows, in the paper's order
 
 
 class R3VAEModule(nn.Module):
@@ -65,23 +82,35 @@ class R3VAEModule(nn.Module):
         codebook_size: M codewords per level.
         top_k: codewords mixed into each level's quantised vector (eq. 5).
         temperature: softmax temperature of the rating (eq. 4).
+        reference: use the reference vector (False: Table 8's "w/o reference vector").
+        rating: rating quantisation (False: nearest codeword + STE, "w/o rating quantization").
     """
 
-    def __init__(self, dim: int, n_levels: int, codebook_size: int, top_k: int, temperature: float):
+    def __init__(self, dim: int, n_levels: int, codebook_size: int, top_k: int, temperature: float,
+                 reference: bool = True, rating: bool = True):
         super().__init__()
         self.top_k, self.temperature = top_k, temperature
-        self.ref = nn.Parameter(torch.ones(dim) / dim**0.5)  # r (d,)
+        self.reference, self.rating = reference, rating
+        if reference:
+            self.ref = nn.Parameter(torch.ones(dim) / dim**0.5)  # r (d,)
+        else:  # no r: a frozen zero keeps the state-dict layout and makes alpha r = 0 everywhere
+            self.ref = nn.Parameter(torch.zeros(dim), requires_grad=False)
         self.codebooks = nn.Parameter(torch.randn(n_levels, codebook_size, dim) / dim**0.5)  # (L, M, d)
         self.register_buffer("alpha_mean", torch.zeros(()))
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """alpha (B,) and e0 (B, d) (eq. 1-2)."""
+        """alpha (B,) and e0 (B, d) (eq. 1-2); without the reference vector alpha = 0, e0 = x."""
+        if not self.reference:
+            return x.new_zeros(x.shape[0]), x
         alpha = x @ self.ref / self.ref.pow(2).sum()
         return alpha, x - alpha[:, None] * self.ref
 
     def rate(self, e: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Quantised vector e_hat (B, d) (eq. 3-5) and SID digit (B,) (eq. 7) of residual e."""
         cb = self.codebooks[level]  # (M, d)
+        if not self.rating:  # RQ-VAE's hard lookup; the STE is applied in forward
+            code = sq_dist(e.detach(), cb.detach()).argmin(1)
+            return cb[code], code
         s = F.normalize(e, dim=1, eps=1e-12) @ F.normalize(cb, dim=1, eps=1e-12).T  # (B, M) eq. 3
         w = torch.softmax(s / self.temperature, dim=1)  # eq. 4
         top_w, top_i = w.topk(self.top_k, dim=1)  # (B, K), sorted: top_i[:, 0] = argmax
@@ -92,13 +121,17 @@ class R3VAEModule(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """x (B, d) -> (x_hat (B, d) eq. 11, codes (B, L), residual entering each level)."""
         alpha, e = self.project(x)
-        x_hat, codes, inputs = alpha[:, None] * self.ref, [], []
+        base = alpha[:, None] * self.ref
+        x_hat, codes, inputs = base, [], []
         for level in range(self.codebooks.shape[0]):
             inputs.append(e)
             e_hat, code = self.rate(e, level)
             x_hat = x_hat + e_hat
-            e = e - e_hat  # eq. 6
+            # eq. 6; under STE the residual subtracts sg(c), as RQ-VAE (vq.ResidualVQ)
+            e = e - e_hat if self.rating else e - e_hat.detach()
             codes.append(code)
+        if not self.rating:  # straight-through: value alpha r + sum c, gradient as if x_hat = alpha r + e0
+            x_hat = base + inputs[0] + (x_hat - base - inputs[0]).detach()
         return x_hat, torch.stack(codes, 1), inputs
 
 
@@ -121,6 +154,22 @@ def preference_discrimination_loss(cb: torch.Tensor, t: float = PD_T) -> torch.T
     return torch.logsumexp(z[off], 0) - math.log(int(off.sum()))  # log mean exp
 
 
+def vq_loss(inputs: list[torch.Tensor], codes: torch.Tensor, codebooks: torch.Tensor, beta: float = BETA) -> torch.Tensor:
+    """RQ-VAE's codebook + commitment losses summed over levels (as vq.ResidualVQ).
+
+    Args:
+        inputs: residual entering each level, L tensors (B, d).
+        codes: (B, L) chosen codewords.
+        codebooks: (L, M, d).
+        beta: commitment weight.
+    """
+    loss = inputs[0].new_zeros(())
+    for level, e in enumerate(inputs):
+        c = codebooks[level][codes[:, level]]  # (B, d)
+        loss = loss + F.mse_loss(c, e.detach()) + beta * F.mse_loss(e, c.detach())
+    return loss
+
+
 @register("r3vae")
 class R3VAE(TorchTokenizer):
     """R³-VAE.
@@ -136,11 +185,15 @@ class R3VAE(TorchTokenizer):
         batch_size: items per step.
         lr: AdamW learning rate (paper: 5e-4; weight decay 1e-5 fixed).
         device: "auto", "cpu" or "cuda".
+        ablate: Table 8 components to remove, any of "reference", "rating", "sc", "pd"
+            (see the module docstring); a list, or a comma-separated string from a
+            config override. Normalised to a sorted tuple by ``fit``.
     """
 
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0, top_k: int = 4,
                  temperature: float = 0.05, reg_weight: float = 0.01, epochs: int = 100,
-                 batch_size: int = 1024, lr: float = 5e-4, device: str = "auto"):
+                 batch_size: int = 1024, lr: float = 5e-4, device: str = "auto",
+                 ablate: tuple[str, ...] = ()):
         super().__init__(n_levels, codebook_size, seed)
         self.top_k = top_k
         self.temperature = temperature
@@ -149,6 +202,26 @@ class R3VAE(TorchTokenizer):
         self.batch_size = batch_size
         self.lr = lr
         self.device = device
+        self.ablate = ablate
+
+    def _ablations(self) -> tuple[str, ...]:
+        """``ablate`` as a sorted tuple of distinct names.
+
+        A suite's ``[sc, pd]`` reaches the config as the override ``sc,pd`` and a
+        one-element list as a bare ``reference``, so strings are split on commas.
+
+        Raises:
+            SidrecError: not a list/string, or a name outside :data:`ABLATIONS`.
+        """
+        owner, value = type(self).__name__, self.ablate
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list | tuple) or not all(isinstance(v, str) for v in names):
+            raise SidrecError(f"`ablate` of {owner} must be a list of {', '.join(ABLATIONS)}, got {value!r}.")
+        names = {v.strip() for v in names} - {""}
+        unknown = sorted(names - set(ABLATIONS))
+        if unknown:
+            raise SidrecError(f"`ablate` of {owner} must hold only {', '.join(ABLATIONS)}, got {unknown!r}.")
+        return tuple(sorted(names))
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -158,33 +231,63 @@ class R3VAE(TorchTokenizer):
             raise SidrecError(f"`top_k` of {owner} must be <= codebook_size ({self.codebook_size}), got {self.top_k}.")
         check_float(owner, "temperature", self.temperature, 0.0, low_open=True)
         check_float(owner, "reg_weight", self.reg_weight, 0.0)
+        self.ablate = self._ablations()
 
     def _build(self, dim: int) -> nn.Module:
-        return R3VAEModule(dim, self.n_levels, self.codebook_size, self.top_k, self.temperature)
+        ablate = self._ablations()  # also on load, where fit's validation did not run
+        return R3VAEModule(dim, self.n_levels, self.codebook_size, self.top_k, self.temperature,
+                           reference="reference" not in ablate, rating="rating" not in ablate)
+
+    def _metric_loss(self, codes: torch.Tensor, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """L_metric of eq. 12 without the ablated terms, and SC and PD (detached if ablated).
+
+        SC is eq. 8-9 over each level's input residuals grouped by that level's
+        code, PD eq. 10 over each level's codewords; both averaged over levels.
+        """
+        m: R3VAEModule = self.module_
+        use_sc, use_pd = "sc" not in self.ablate, "pd" not in self.ablate
+        grad = torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad and use_sc):
+            sc = torch.stack([semantic_cohesion_loss(e, codes[:, l], self.codebook_size) for l, e in enumerate(inputs)]).mean()
+        with torch.set_grad_enabled(grad and use_pd):
+            pd = torch.stack([preference_discrimination_loss(cb) for cb in m.codebooks]).mean()
+        if use_sc and use_pd:
+            metric = -sc + pd  # eq. 12
+        elif use_sc:
+            metric = -sc
+        elif use_pd:
+            metric = pd
+        else:
+            metric = sc.new_zeros(())
+        return metric, sc, pd
 
     def _train(self, x: torch.Tensor, progress: bool) -> None:
         m: R3VAEModule = self.module_
         with torch.no_grad():  # §3.3.1: r = data centre, C^l = k-means of level-l residuals
-            m.ref.copy_(x.mean(0))
+            if m.reference:
+                m.ref.copy_(x.mean(0))
             _, e = m.project(x)
             for level in range(self.n_levels):
                 kmeans_init_(m.codebooks[level], e, self.seed + level)
                 e = e - m.rate(e, level)[0]
-        opt = torch.optim.AdamW(m.parameters(), lr=self.lr, weight_decay=WEIGHT_DECAY)
-        M = self.codebook_size
-        used = torch.zeros(self.n_levels, M, dtype=torch.bool, device=x.device)
+        opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=self.lr, weight_decay=WEIGHT_DECAY)
+        used = torch.zeros(self.n_levels, self.codebook_size, dtype=torch.bool, device=x.device)
 
         def step(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
             x_hat, codes, inputs = m(xb)
             rec = (xb - x_hat).pow(2).sum(1).mean()  # eq. 11: squared L2 norm per item, batch mean
-            sc = torch.stack([semantic_cohesion_loss(e, codes[:, l], M) for l, e in enumerate(inputs)]).mean()
-            pd = torch.stack([preference_discrimination_loss(cb) for cb in m.codebooks]).mean()
-            loss = rec + self.reg_weight * (-sc + pd)  # eq. 12-13
+            metric, sc, pd = self._metric_loss(codes, inputs)
+            loss = rec + self.reg_weight * metric  # eq. 13
+            out = {"rec": rec.detach(), "sc": sc.detach(), "pd": pd.detach()}
+            if not m.rating:  # RQ-VAE's quantiser losses replace the rating's gradient path
+                vq = vq_loss(inputs, codes, m.codebooks)
+                loss = loss + vq
+                out["vq"] = vq.detach()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             used.scatter_(1, codes.T, True)
-            return {"loss": loss.detach(), "rec": rec.detach(), "sc": sc.detach(), "pd": pd.detach()}
+            return {"loss": loss.detach(), **out}
 
         usage_log: list[list[float]] = []
 
