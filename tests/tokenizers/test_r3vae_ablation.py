@@ -111,9 +111,10 @@ def test_ablate_is_normalised_at_fit_and_unknown_values_fail():
 
 
 @pytest.mark.parametrize("value, expected", [
-    ("[reference]", ("reference",)),  # YAML list on the command line
-    ("reference", ("reference",)),  # what a suite's one-element list becomes (suite._fmt)
-    ("sc,pd", ("pd", "sc")),  # a suite's two-element list
+    ("[reference]", ("reference",)),  # YAML list (the CLI form; suites pass lists as JSON)
+    ('["sc", "pd"]', ("pd", "sc")),
+    ("reference", ("reference",)),  # a bare string is a one-element list
+    ("sc,pd", ("pd", "sc")),  # comma-separated, as suites formatted lists before
     ("[]", ()),
 ])
 def test_config_override_reaches_the_tokenizer(value, expected):

@@ -207,8 +207,8 @@ class R3VAE(TorchTokenizer):
     def _ablations(self) -> tuple[str, ...]:
         """``ablate`` as a sorted tuple of distinct names.
 
-        A suite's ``[sc, pd]`` reaches the config as the override ``sc,pd`` and a
-        one-element list as a bare ``reference``, so strings are split on commas.
+        An override may give a bare ``reference`` or ``sc,pd`` instead of a YAML
+        list, so strings are split on commas.
 
         Raises:
             SidrecError: not a list/string, or a name outside :data:`ABLATIONS`.
