@@ -172,3 +172,17 @@ def test_run_reference_must_name_an_earlier_run(suite_dir: Path, ref: str, where
     first = "teacher" if where == "base" else "student"
     with pytest.raises(SidrecError, match=f"run '{first}' refers to \\{{run:{ref}\\}}, which must name an earlier run of the suite"):
         load_suite("refs", suite_dir)
+
+
+def test_suite_config_file_is_the_base_of_every_run(suite_dir: Path, tmp_path: Path):
+    (suite_dir / "recipe.yaml").write_text("train:\n  lr: 0.003\n  max_steps: 77\nmodel:\n  d_model: 64\n")
+    (suite_dir / "cfg.yaml").write_text(
+        "config: recipe.yaml\nbase: {train.max_steps: 55}\nruns:\n  - name: a\n    overrides: {model.d_model: 32}\n"
+    )
+    suite = load_suite("cfg", suite_dir)
+    cfg = suite.config(suite.runs[0], 0, quick=False, workdir=tmp_path / "a")
+    # the file sets the start; the suite's base and the run's overrides still win
+    assert (cfg.train.lr, cfg.train.max_steps, cfg.model.d_model) == (0.003, 55, 32)
+    (suite_dir / "cfg.yaml").write_text("config: nope.yaml\nruns: []\n")
+    with pytest.raises(SidrecError, match=f"config file {suite_dir / 'nope.yaml'} not found"):
+        load_suite("cfg", suite_dir)

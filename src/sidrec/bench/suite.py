@@ -7,6 +7,7 @@ A suite is a YAML file ``benchmarks/<name>.yaml``::
     paper: GRID (Ju et al., 2025), Table 1, Amazon Beauty
     dataset: amazon-beauty-2014          # directory under $SIDREC_DATA
     stages: [prepare, embed, tokenize, train, evaluate]
+    config: ../configs/beauty.yaml       # base config file (relative to this file); default: Config()
     base: {tokenizer.method: rkmeans}    # overrides for every run
     quick: {train.max_steps: 30}         # extra overrides for --quick (synthetic data, tiny budget)
     # a run may add its own: quick: {tokenizer.params.epochs: 2}
@@ -50,13 +51,13 @@ from pathlib import Path
 from typing import Any
 
 
-from sidrec.config import Config, apply_overrides
+from sidrec.config import Config, apply_overrides, load_config
 from sidrec.errors import SidrecError
 from sidrec.io import read_yaml
 from sidrec.pipeline import STAGES
 
 SUITE_DIR = Path("benchmarks")
-_SUITE_KEYS = {"name", "title", "paper", "dataset", "stages", "base", "quick", "columns", "runs", "derive", "notes"}
+_SUITE_KEYS = {"name", "title", "paper", "dataset", "stages", "config", "base", "quick", "columns", "runs", "derive", "notes"}
 _RUN_KEYS = {"name", "overrides", "paper", "script", "stages", "from", "skip_quick", "quick"}
 _RUN_REF = re.compile(r"\{run:([^{}]*)\}")  # "{run:NAME}" in an override value
 
@@ -96,6 +97,7 @@ class Suite:
     derive: dict[str, Any]
     notes: str
     path: Path
+    base_config: Path | None = None  # the suite's ``config:`` file, the starting point of every run's config
 
     def config(self, run: Run, seed: int, quick: bool, workdir: Path) -> Config:
         """The fully resolved config of ``run`` with ``seed`` (``{run:NAME}`` replaced by NAME's run directory).
@@ -108,7 +110,8 @@ class Suite:
 
         items = {k: _RUN_REF.sub(run_dir, v) if isinstance(v, str) else v for k, v in self._items(run, quick).items()}
         items.update({"workdir": str(workdir), "seed": seed, "tokenizer.seed": seed})
-        return apply_overrides(Config(), [f"{k}={_fmt(v)}" for k, v in items.items()])
+        start = load_config(self.base_config) if self.base_config else Config()
+        return apply_overrides(start, [f"{k}={_fmt(v)}" for k, v in items.items()])
 
     def references(self, run: Run, quick: bool) -> list[str]:
         """Names of the runs whose directories ``run``'s overrides name with ``{run:NAME}``."""
@@ -144,6 +147,20 @@ def _fmt(v: Any) -> str:
     if isinstance(v, bool):
         return str(v).lower()
     return str(v)
+
+
+def _base_config(path: Path, value: Any) -> Path | None:
+    """The suite's ``config:`` file resolved against the suite file, or None.
+
+    Raises:
+        SidrecError: if the file does not exist.
+    """
+    if not value:
+        return None
+    cfg = path.parent / str(value)
+    if not cfg.is_file():
+        raise SidrecError(f"{path}: config file {cfg} not found")
+    return cfg
 
 
 def data_root() -> Path:
@@ -200,6 +217,7 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
         derive=dict(raw.get("derive") or {}),
         notes=raw.get("notes", ""),
         path=path,
+        base_config=_base_config(path, raw.get("config")),
     )
     for run in suite.runs:  # fail now on a bad key, not after an hour of benchmarks
         if not run.script:
