@@ -13,7 +13,7 @@ from sidrec.metrics.sid_quality import preference_discrimination, semantic_cohes
 from sidrec.tokenizers import get_tokenizer
 from sidrec.tokenizers._kmeans import balanced_assign
 from sidrec.tokenizers.r3vae import R3VAEModule, preference_discrimination_loss, semantic_cohesion_loss
-from sidrec.tokenizers.soft_rqvae import SoftRQVAEModule, codeword_uniformity_loss
+from sidrec.tokenizers.soft_rqvae import SoftRQVAEModule, codeword_uniformity_loss, recon_loss
 
 from .conftest import K, clustered, make_tokenizer
 
@@ -118,3 +118,10 @@ def test_opq_with_fewer_items_than_dimensions_is_a_clear_error():
     x = np.random.default_rng(0).standard_normal((40, 48)).astype(np.float32)
     with pytest.raises(SidrecError, match=r"`opq` needs at least 48 items to learn a 48-d rotation, got 40"):
         get_tokenizer("opq")(n_levels=3, codebook_size=4).fit(x)
+
+
+def test_soft_rqvae_recon_loss_is_the_squared_norm_per_item():
+    # eq. 7: ||x_hat - x||^2 summed over dimensions, averaged over items (not over dimensions)
+    x_hat = torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    x = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    assert recon_loss(x_hat, x).item() == pytest.approx((1 + 4 + 9) / 2)

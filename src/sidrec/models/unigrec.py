@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sidrec.models.encdec import EncoderDecoder
+from sidrec.tokenizers.soft_rqvae import recon_loss
 
 
 def sq_dist(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -180,7 +181,7 @@ class UniGRec(nn.Module):
         x_hat, probs = self.tokenizer(x, self.tau)  # (U, d), (U, L, K)
         soft_e = soft_token_embeddings(probs, rec.tok.weight, rec.offsets[: self.n_levels])  # (U, L, D)
         dedup = rec.tok(codes[:, -1] + rec.offsets[-1])[:, None]  # (U, 1, D)
-        return torch.cat([soft_e, dedup], dim=1), F.mse_loss(x_hat, x)
+        return torch.cat([soft_e, dedup], dim=1), recon_loss(x_hat, x)
 
     def losses(self, hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, codes: torch.Tensor,
                soft: bool, lambdas: tuple[float, float, float], user_bins: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
