@@ -13,7 +13,8 @@ from sidrec.metrics.sid_quality import preference_discrimination, semantic_cohes
 from sidrec.tokenizers import get_tokenizer
 from sidrec.tokenizers._kmeans import balanced_assign
 from sidrec.tokenizers.r3vae import R3VAEModule, preference_discrimination_loss, semantic_cohesion_loss
-from sidrec.tokenizers.soft_rqvae import SoftRQVAEModule, codeword_uniformity_loss, recon_loss
+from sidrec.tokenizers._torch import recon_loss
+from sidrec.tokenizers.soft_rqvae import SoftRQVAEModule, codeword_uniformity_loss
 
 from .conftest import K, clustered, make_tokenizer
 

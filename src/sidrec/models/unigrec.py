@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sidrec.models.encdec import EncoderDecoder
-from sidrec.tokenizers.soft_rqvae import recon_loss
+from sidrec.tokenizers._torch import recon_loss
 
 
 def sq_dist(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

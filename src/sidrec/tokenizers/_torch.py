@@ -147,3 +147,38 @@ class TorchTokenizer(Tokenizer):
                 on_epoch(epoch)
         bar.close()
         return history
+
+    def _loop_with_usage(self, x: torch.Tensor, step: Callable[[torch.Tensor, int, int], dict[str, torch.Tensor]],
+                         progress: bool) -> None:
+        """:meth:`_loop` that also records each level's codeword usage per epoch; sets ``history_``.
+
+        ``step`` returns its scalars plus ``"codes"``, the batch's hard codes (B, L).
+        """
+        used = torch.zeros(self.n_levels, self.codebook_size, dtype=torch.bool, device=x.device)
+        usage_log: list[list[float]] = []
+
+        def counted(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
+            out = step(xb, i, total)
+            used.scatter_(1, out.pop("codes").T, True)
+            return out
+
+        def on_epoch(epoch: int) -> None:
+            usage_log.append(used.float().mean(1).tolist())
+            used.zero_()
+
+        history = self._loop(x, counted, progress, on_epoch=on_epoch)
+        self.history_ = [
+            {"epoch": e, **{k: round(v, 6) for k, v in h.items()}, "usage": [round(u, 4) for u in us]}
+            for e, (h, us) in enumerate(zip(history, usage_log))
+        ]
+
+
+def recon_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reconstruction loss: squared L2 norm of the error per item, mean over the batch.
+
+    Summed over dimensions, not averaged: ``F.mse_loss`` would make it d times smaller
+    (384x for MiniLM), and the papers' loss weights are set against this scale
+    (UniGRec eq. 7/21/22, R³-VAE eq. 11/13); with the mean, UniGRec's L_CU matched
+    L_Recon and drove the soft assignments to uniform (every item in one SID) on Beauty.
+    """
+    return (x_hat - x).pow(2).sum(-1).mean()

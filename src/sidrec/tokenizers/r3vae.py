@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sidrec.errors import SidrecError
-from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, sq_dist
+from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, recon_loss, sq_dist
 from sidrec.tokenizers.base import check_float, check_int, register
 from sidrec.tokenizers.vq import BETA
 
@@ -271,11 +271,10 @@ class R3VAE(TorchTokenizer):
                 kmeans_init_(m.codebooks[level], e, self.seed + level)
                 e = e - m.rate(e, level)[0]
         opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=self.lr, weight_decay=WEIGHT_DECAY)
-        used = torch.zeros(self.n_levels, self.codebook_size, dtype=torch.bool, device=x.device)
 
         def step(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
             x_hat, codes, inputs = m(xb)
-            rec = (xb - x_hat).pow(2).sum(1).mean()  # eq. 11: squared L2 norm per item, batch mean
+            rec = recon_loss(x_hat, xb)  # eq. 11: squared L2 norm per item, batch mean
             metric, sc, pd = self._metric_loss(codes, inputs)
             loss = rec + self.reg_weight * metric  # eq. 13
             out = {"rec": rec.detach(), "sc": sc.detach(), "pd": pd.detach()}
@@ -286,20 +285,9 @@ class R3VAE(TorchTokenizer):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            used.scatter_(1, codes.T, True)
-            return {"loss": loss.detach(), **out}
+            return {"loss": loss.detach(), **out, "codes": codes}
 
-        usage_log: list[list[float]] = []
-
-        def on_epoch(epoch: int) -> None:
-            usage_log.append(used.float().mean(1).tolist())
-            used.zero_()
-
-        history = self._loop(x, step, progress, on_epoch=on_epoch)
-        self.history_ = [
-            {"epoch": e, **{k: round(v, 6) for k, v in h.items()}, "usage": [round(u, 4) for u in us]}
-            for e, (h, us) in enumerate(zip(history, usage_log))
-        ]
+        self._loop_with_usage(x, step, progress)
         with torch.no_grad():
             m.alpha_mean.copy_(m.project(x)[0].mean())
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from sidrec.errors import SidrecError
-from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, mlp, sq_dist
+from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, mlp, recon_loss, sq_dist
 from sidrec.tokenizers.base import check_dims, check_float, register
 
 
@@ -70,17 +70,6 @@ class SoftRQVAEModule(nn.Module):
             r = r - cb[idx]
             codes.append(idx)
         return torch.stack(codes, 1)
-
-
-def recon_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Eq. 7's L_Recon: squared L2 norm of the error per item, mean over the batch.
-
-    Summed over dimensions, not averaged: ``F.mse_loss`` would make it d times smaller
-    (384x for MiniLM), and L_CU (eq. 21, weight 1e-4) and the stage-2 weights (eq. 22)
-    are set against this scale; with the mean, L_CU matched L_Recon and drove the soft
-    assignments to uniform (every item in one SID) on Beauty.
-    """
-    return (x_hat - x).pow(2).sum(-1).mean()
 
 
 def codeword_uniformity_loss(probs: torch.Tensor) -> torch.Tensor:
@@ -147,7 +136,6 @@ class SoftRQVAE(TorchTokenizer):
                 kmeans_init_(cb, r, self.seed + level)
                 r = r - cb[sq_dist(r, cb).argmin(1)]
         opt = torch.optim.AdamW(m.parameters(), lr=self.lr, weight_decay=0.0)
-        used = torch.zeros(self.n_levels, self.codebook_size, dtype=torch.bool, device=x.device)
 
         def step(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
             tau = self.tau(i, total)
@@ -158,20 +146,10 @@ class SoftRQVAE(TorchTokenizer):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            used.scatter_(1, probs.argmax(2).T, True)
-            return {"loss": loss.detach(), "rec": rec.detach(), "cu": cu.detach(), "tau": torch.tensor(tau)}
+            return {"loss": loss.detach(), "rec": rec.detach(), "cu": cu.detach(), "tau": torch.tensor(tau),
+                    "codes": probs.argmax(2)}
 
-        usage_log: list[list[float]] = []
-
-        def on_epoch(epoch: int) -> None:
-            usage_log.append(used.float().mean(1).tolist())
-            used.zero_()
-
-        history = self._loop(x, step, progress, on_epoch=on_epoch)
-        self.history_ = [
-            {"epoch": e, **{k: round(v, 6) for k, v in h.items()}, "usage": [round(u, 4) for u in us]}
-            for e, (h, us) in enumerate(zip(history, usage_log))
-        ]
+        self._loop_with_usage(x, step, progress)
 
     def probabilities(self, embeddings: torch.Tensor, tau: float | None = None) -> torch.Tensor:
         """Per-level codeword probabilities (B, L, K), differentiable w.r.t. the module.
