@@ -66,8 +66,8 @@ def test_run_train_user_errors(run_dir, tmp_path):
         load_trained_model(empty)
 
 
-@pytest.mark.parametrize("others, expected", [(0.0, 2), (1.0, 2), (2.0, 1), (5.0, 1)])
-def test_auto_threads_back_off_only_when_other_tasks_fill_the_cores(monkeypatch, others, expected):
+@pytest.mark.parametrize("others, expected", [(0.0, 2), (1.0, 1), (2.0, 1), (5.0, 1)])
+def test_auto_threads_use_the_cores_other_tasks_leave_free(monkeypatch, others, expected):
     from sidrec.training import stage
 
     before = torch.get_num_threads()

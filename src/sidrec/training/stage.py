@@ -56,9 +56,9 @@ def set_threads(num_threads: int) -> int:
     """Set torch intra-op threads; return how many.
 
     ``num_threads > 0`` is used as given. ``0`` (auto) gives each local rank its share of
-    the cores, but 1 thread when other work already keeps every core busy: OpenMP workers
-    that get descheduled stall every parallel op, and 2 threads on 2 busy cores trained
-    11x slower than 1 here (BENCHMARKS.md). Busy is judged by the runnable tasks other
+    the cores that other work leaves free (at least 1): OpenMP workers that get
+    descheduled stall every parallel op, and 2 threads on 2 busy cores trained 11x slower
+    than 1 here (BENCHMARKS.md). Busy is judged by the runnable tasks other
     than this one (``/proc/loadavg``), not by the load average, which still counts this
     process's own earlier stages (embedding, tokenizing) for a minute.
     Also flushes denormal floats to zero (Adam's tiny second moments crawl on x86).
@@ -66,9 +66,9 @@ def set_threads(num_threads: int) -> int:
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     cores = os.cpu_count() or 1
     n = num_threads
-    if n <= 0:
-        busy = other_runnable_tasks() >= cores
-        n = 1 if busy else max(1, cores // local_world)
+    if n <= 0:  # the cores other work leaves free, shared by this machine's ranks
+        free = cores - int(round(other_runnable_tasks()))
+        n = max(1, min(cores, free) // local_world)
     torch.set_num_threads(n)
     torch.set_flush_denormal(True)
     return n
