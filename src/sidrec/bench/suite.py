@@ -97,7 +97,7 @@ class Suite:
     derive: dict[str, Any]
     notes: str
     path: Path
-    base_config: Path | None = None  # the suite's ``config:`` file, the starting point of every run's config
+    start: Config = field(default_factory=Config)  # the suite's ``config:`` file, parsed once: every run starts here
 
     def config(self, run: Run, seed: int, quick: bool, workdir: Path) -> Config:
         """The fully resolved config of ``run`` with ``seed`` (``{run:NAME}`` replaced by NAME's run directory).
@@ -110,8 +110,7 @@ class Suite:
 
         items = {k: _RUN_REF.sub(run_dir, v) if isinstance(v, str) else v for k, v in self._items(run, quick).items()}
         items.update({"workdir": str(workdir), "seed": seed, "tokenizer.seed": seed})
-        start = load_config(self.base_config) if self.base_config else Config()
-        return apply_overrides(start, [f"{k}={_fmt(v)}" for k, v in items.items()])
+        return apply_overrides(self.start, [f"{k}={_fmt(v)}" for k, v in items.items()])
 
     def references(self, run: Run, quick: bool) -> list[str]:
         """Names of the runs whose directories ``run``'s overrides name with ``{run:NAME}``."""
@@ -149,18 +148,16 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _base_config(path: Path, value: Any) -> Path | None:
-    """The suite's ``config:`` file resolved against the suite file, or None.
+def _suite_file(path: Path, value: str, what: str) -> Path:
+    """A file named in suite ``path``, resolved against the suite's directory.
 
     Raises:
         SidrecError: if the file does not exist.
     """
-    if not value:
-        return None
-    cfg = path.parent / str(value)
-    if not cfg.is_file():
-        raise SidrecError(f"{path}: config file {cfg} not found")
-    return cfg
+    f = path.parent / value
+    if not f.is_file():
+        raise SidrecError(f"{path}: {what} {f} not found")
+    return f
 
 
 def data_root() -> Path:
@@ -190,9 +187,7 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
         stages = tuple(r.get("stages") or ())
         script = r.get("script", "")
         if script:  # relative to the suite file, so a suite runs from any working directory
-            script = str(path.parent / script)
-            if not Path(script).is_file():
-                raise SidrecError(f"{path}: run {r['name']!r}: script {script} not found")
+            script = str(_suite_file(path, script, f"run {r['name']!r}: script"))
         runs.append(Run(r["name"], dict(r.get("overrides") or {}), dict(r.get("paper") or {}), script, stages, r.get("from", ""), r.get("skip_quick", ""), dict(r.get("quick") or {})))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
@@ -217,7 +212,7 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
         derive=dict(raw.get("derive") or {}),
         notes=raw.get("notes", ""),
         path=path,
-        base_config=_base_config(path, raw.get("config")),
+        start=load_config(_suite_file(path, str(raw["config"]), "config file")) if raw.get("config") else Config(),
     )
     for run in suite.runs:  # fail now on a bad key, not after an hour of benchmarks
         if not run.script:
