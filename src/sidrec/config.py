@@ -86,7 +86,7 @@ class TrainConfig:
     patience: int = 10  # validation passes without NDCG@10 improvement before stopping
     sliding_window: bool = True
     device: str = "auto"
-    num_threads: int = 0  # torch intra-op threads; 0 = auto (cores per rank; 1 if the machine is oversubscribed)
+    num_threads: int = 0  # torch/faiss threads of tokenize, train and evaluate; 0 = auto (the cores other work leaves free, per rank)
     val_users: int = 0  # validate on a fixed seeded subset of this many users; 0 = all
 
 

@@ -23,7 +23,8 @@ from sidrec.tokenizers.sid_table import SIDTable
 
 
 def _load(cfg: Config) -> tuple[SIDGenerator, SIDTable, PreparedData]:
-    from sidrec.training.stage import load_trained_model, set_threads
+    from sidrec.threads import set_threads
+    from sidrec.training.stage import load_trained_model
 
     set_threads(cfg.train.num_threads)  # same intra-op threads as training (1 on a shared 2-core box)
     model, sids, data = load_trained_model(cfg)

@@ -21,6 +21,7 @@ from sidrec.data.prepared import PreparedData
 from sidrec.embed.stage import load_embeddings
 from sidrec.io import atomic_path, write_json
 from sidrec.metrics.sid_quality import sid_quality
+from sidrec.threads import set_threads
 from sidrec.tokenizers.base import build_tokenizer
 from sidrec.tokenizers.sid_table import SIDTable
 
@@ -34,6 +35,7 @@ def run_tokenize(cfg: Config, progress: bool = True) -> dict[str, Any]:
     Returns:
         The metrics dict written to ``sid_metrics.json`` (includes ``fit_seconds``).
     """
+    set_threads(cfg.train.num_threads)  # the training stage's policy: oversubscribed OpenMP stalls
     data = PreparedData(cfg.paths.data)
     emb = load_embeddings(cfg.paths.embeddings, data.item_ids)
     tok = build_tokenizer(cfg.tokenizer)

@@ -68,7 +68,7 @@ def _recommend_sid(cfg: Config, history: list[str], k: int) -> dict[str, Any]:
 def _train_sasrec(cfg: Config, resume: bool, progress: bool) -> dict[str, Any]:
     from sidrec.data.prepared import PreparedData
     from sidrec.training.sasrec import export_item_embeddings, train_sasrec
-    from sidrec.training.stage import set_threads
+    from sidrec.threads import set_threads
 
     set_threads(cfg.train.num_threads)
     result = train_sasrec(PreparedData(cfg.paths.data), cfg.paths.model, cfg.sasrec, seed=cfg.seed, resume=resume, progress=progress)

@@ -6,9 +6,6 @@ re-exported here (lazily) because the CLI imports them from this module.
 
 from __future__ import annotations
 
-import os
-import statistics
-import time
 from typing import Any
 
 import numpy as np
@@ -22,6 +19,7 @@ from sidrec.errors import SidrecError
 from sidrec.io import read_json, write_json
 from sidrec.models import build_from_config, build_model
 from sidrec.models.base import user_bins
+from sidrec.threads import set_threads
 from sidrec.tokenizers.sid_table import SIDTable
 from sidrec.training import distributed as D
 from sidrec.training.data import TrainData
@@ -36,42 +34,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise SidrecError(f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
-
-
-def other_runnable_tasks(samples: int = 5) -> float:
-    """Median number of runnable tasks besides this one (0 where /proc/loadavg is absent)."""
-    counts = []
-    for _ in range(samples):
-        try:
-            with open("/proc/loadavg", encoding="ascii") as f:
-                running = int(f.read().split()[3].split("/")[0])
-        except (OSError, ValueError, IndexError):
-            return 0.0
-        counts.append(running - 1)  # the reading thread itself is runnable
-        time.sleep(0.02)
-    return float(statistics.median(counts))
-
-
-def set_threads(num_threads: int) -> int:
-    """Set torch intra-op threads; return how many.
-
-    ``num_threads > 0`` is used as given. ``0`` (auto) gives each local rank its share of
-    the cores that other work leaves free (at least 1): OpenMP workers that get
-    descheduled stall every parallel op, and 2 threads on 2 busy cores trained 11x slower
-    than 1 here (BENCHMARKS.md). Busy is judged by the runnable tasks other
-    than this one (``/proc/loadavg``), not by the load average, which still counts this
-    process's own earlier stages (embedding, tokenizing) for a minute.
-    Also flushes denormal floats to zero (Adam's tiny second moments crawl on x86).
-    """
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    cores = os.cpu_count() or 1
-    n = num_threads
-    if n <= 0:  # the cores other work leaves free, shared by this machine's ranks
-        free = cores - int(round(other_runnable_tasks()))
-        n = max(1, min(cores, free) // local_world)
-    torch.set_num_threads(n)
-    torch.set_flush_denormal(True)
-    return n
 
 
 def item_codes(data: PreparedData, sids: SIDTable) -> np.ndarray:

@@ -66,7 +66,8 @@ from sidrec.tokenizers.sid_table import SIDTable
 from sidrec.training.data import TrainData
 from sidrec.training.loop import BEST, BEST_META, LAST, TrainState, _evaluate, _rng_state, _set_rng_state, lr_scheduler
 from sidrec.training.logs import TensorBoardLog, plot_curves, write_metrics_csv
-from sidrec.training.stage import make_validator, resolve_device, set_threads
+from sidrec.threads import set_threads
+from sidrec.training.stage import make_validator, resolve_device
 
 BEST_SIDS = "best_sids"
 
