@@ -85,6 +85,7 @@ class TrainConfig:
     eval_every: int = 500  # steps between validation passes
     patience: int = 10  # validation passes without NDCG@10 improvement before stopping
     sliding_window: bool = True
+    sub_windows: bool = False  # also every shorter history per target (GRID's reference collate; ~h/2x samples)
     device: str = "auto"
     num_threads: int = 0  # torch/faiss threads of tokenize, train and evaluate; 0 = auto (the cores other work leaves free, per rank)
     val_users: int = 0  # validate on a fixed seeded subset of this many users; 0 = all

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sidrec.training.data import TrainData
 from tests.training.helpers import toy_codes, toy_sequences
@@ -37,6 +38,25 @@ def test_without_sliding_window_each_user_predicts_its_last_train_item_once():
     assert len(data) == len(seqs)
     ends = data.unit_first + data.unit_size - 1
     np.testing.assert_array_equal(np.concatenate(seqs)[ends], [s[-1] for s in seqs])
+
+
+def test_sub_windows_give_every_contiguous_history_of_each_target():
+    seqs = [np.arange(n) + 10 * k for k, n in enumerate((2, 4, 8))]
+    data = TrainData(seqs, toy_codes(30), 5, "sample", True, 8, 0, sub_windows=True)
+    flat = np.concatenate(seqs)
+    windows = {tuple(flat[f : f + n]) for f, n in zip(data.unit_first, data.unit_size)}
+    expected = {tuple(s[a : b + 1]) for s in seqs for b in range(1, len(s)) for a in range(max(0, b - 5), b)}
+    assert windows == expected and len(data) == len(expected)  # each (history, target) once, histories <= 5
+
+
+def test_sub_windows_are_rejected_for_the_decoder_only_model(tmp_path):
+    from sidrec.config import load_config
+    from sidrec.errors import SidrecError
+    from sidrec.training.stage import build_train_data
+
+    cfg = load_config(None, [f"workdir={tmp_path}", "model.arch=deconly", "train.sub_windows=true"])
+    with pytest.raises(SidrecError, match="train.sub_windows"):
+        build_train_data(cfg, None, None, "sequence")
 
 
 def test_sequence_windows_cover_every_target_exactly_once():

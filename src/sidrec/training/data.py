@@ -4,7 +4,11 @@ Two units of training data:
 
 - ``"sample"`` (sliding window, GRID §3.1 / [71]): every prefix of a user's train part
   predicts its next item, history truncated to ``max_history``. With
-  ``sliding_window=False`` only the full train part predicts its last item.
+  ``sliding_window=False`` only the full train part predicts its last item. With
+  ``sub_windows=True`` each target is also learnt from every shorter contiguous
+  history ending just before it (every window start, as GRID's reference collate
+  ``collate_with_sid_causal_duplicate`` draws them): an augmentation with ~h/2 times
+  more, shorter samples per epoch.
 - ``"sequence"`` (decoder-only): windows of up to ``max_history + 1`` consecutive items;
   one causal pass trains every item after the first. Windows start at 0, M, 2M, ...
   (M = max_history), so each train target is learnt exactly once; a target in a later
@@ -61,6 +65,7 @@ class TrainData:
         batch_size: targets per global batch (sequence unit: at least this many, greedy).
         seed: seeds the per-epoch order.
         user_bins: (n_users,) hashed user token per user, or None.
+        sub_windows: sample unit only — every history length 1..max_history per target.
     """
 
     def __init__(
@@ -73,9 +78,11 @@ class TrainData:
         batch_size: int,
         seed: int,
         user_bins: np.ndarray | None = None,
+        sub_windows: bool = False,
     ):
         assert unit in UNITS, unit
         assert unit == "sample" or sliding_window, "the sequence unit is sliding-window training by construction"
+        assert unit == "sample" or not sub_windows, "sub-windows are a sample-unit augmentation"
         self.unit, self.batch_size, self.seed, self.max_history = unit, batch_size, seed, max_history
         lens = np.array([len(s) for s in sequences], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
@@ -90,8 +97,8 @@ class TrainData:
             if unit == "sample":
                 targets = range(1, n) if sliding_window else [n - 1]
                 for p in targets:
-                    h = min(p, M)
-                    users.append(u), first.append(s0 + p - h), size.append(h + 1)
+                    for h in range(1 if sub_windows else min(p, M), min(p, M) + 1):
+                        users.append(u), first.append(s0 + p - h), size.append(h + 1)
             else:
                 k = 0
                 while k * M + 1 < n:

@@ -62,10 +62,15 @@ def make_validator(cfg: Config, data: PreparedData, sids: SIDTable) -> Validator
 
 def build_train_data(cfg: Config, data: PreparedData, sids: SIDTable, unit: str) -> TrainData:
     """Training units from the train part of every user's sequence."""
+    if cfg.train.sub_windows and unit != "sample":
+        raise SidrecError(
+            f"train.sub_windows is an augmentation of per-sample training (model.arch encdec); "
+            f"model.arch {cfg.model.arch} trains on whole windows, set train.sub_windows=false"
+        )
     bins = user_bins(data.user_ids, cfg.model.user_tokens)
     return TrainData(
         data.train_sequences(), item_codes(data, sids), data.max_history, unit, cfg.train.sliding_window,
-        cfg.train.batch_size, cfg.seed, None if bins is None else bins.numpy(),
+        cfg.train.batch_size, cfg.seed, None if bins is None else bins.numpy(), cfg.train.sub_windows,
     )  # fmt: skip
 
 

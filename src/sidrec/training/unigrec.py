@@ -181,7 +181,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     for p in soft.parameters():
         p.requires_grad_(u.joint)
     train_data = TrainData(data.train_sequences(), np.arange(data.n_items)[:, None], data.max_history,
-                           "sample", t.sliding_window, t.batch_size, cfg.seed)  # fmt: skip  (codes = item_idx)
+                           "sample", t.sliding_window, t.batch_size, cfg.seed, None, t.sub_windows)  # fmt: skip  (codes = item_idx)
     if len(train_data) == 0:
         raise SidrecError(f"no training samples: users need at least 4 interactions, got {data.n_users} users")
     rec_params = [p for n, p in model.named_parameters() if not n.startswith("tokenizer.")]
