@@ -13,7 +13,7 @@ from sidrec.metrics.sid_quality import preference_discrimination, semantic_cohes
 from sidrec.tokenizers import get_tokenizer
 from sidrec.tokenizers._kmeans import balanced_assign
 from sidrec.tokenizers.r3vae import R3VAEModule, preference_discrimination_loss, semantic_cohesion_loss
-from sidrec.tokenizers._torch import recon_loss
+from sidrec.tokenizers._torch import recon_loss, reset_dead_codes_
 from sidrec.tokenizers.soft_rqvae import SoftRQVAEModule, codeword_uniformity_loss
 
 from .conftest import K, clustered, make_tokenizer
@@ -144,3 +144,26 @@ def test_gradient_trained_tokenizers_fit_with_deterministic_kernels_and_restore_
     x, _ = clustered()
     tok.fit(x)
     assert seen == [True] and not torch.are_deterministic_algorithms_enabled()
+
+
+def test_dead_code_reset_moves_only_unused_codewords_onto_item_residuals():
+    torch.manual_seed(0)
+    cb = torch.randn(2, 4, 3)  # (L, K, D)
+    before = cb.clone()
+    r = torch.randn(6, 3)
+    used = torch.tensor([[True, False, True, True], [False, True, True, True]])
+    reset_dead_codes_(cb, r, used)
+    torch.testing.assert_close(cb[used], before[used])  # used codewords are untouched
+    assert any(torch.equal(cb[0, 1], row) for row in r)  # level 1: a latent itself
+    r1 = r - cb[0][torch.cdist(r, cb[0]).argmin(1)]
+    assert any(torch.allclose(cb[1, 0], row) for row in r1)  # level 2: a level-1 residual
+
+
+def test_soft_rqvae_dead_code_reset_is_a_switch_that_changes_the_fit():
+    x, _ = clustered()
+    off = make_tokenizer("soft-rqvae", codebook_size=64, epochs=3).fit(x)
+    on = make_tokenizer("soft-rqvae", codebook_size=64, epochs=3, dead_code_reset=True).fit(x)
+    assert min(off.history_[0]["usage"]) < 1  # some codewords went unused, so a reset had work to do
+    assert not np.array_equal(off.encode(x), on.encode(x))
+    with pytest.raises(SidrecError, match="dead_code_reset"):
+        make_tokenizer("soft-rqvae", dead_code_reset="yes").fit(x)

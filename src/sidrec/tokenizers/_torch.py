@@ -54,6 +54,15 @@ def kmeans_init_(codebook: torch.Tensor, r: torch.Tensor, seed: int) -> None:
     codebook.copy_(torch.from_numpy(c).to(codebook))
 
 
+@torch.no_grad()
+def kmeans_init_levels_(codebooks: torch.Tensor, r: torch.Tensor, seed: int) -> None:
+    """Residual k-means init of (L, K, D) codebooks on latents r (N, D): level l is fit
+    (seed ``seed + l``) on what the levels before it leave after nearest-codeword subtraction."""
+    for level, cb in enumerate(codebooks):
+        kmeans_init_(cb, r, seed + level)
+        r = r - cb[sq_dist(r, cb).argmin(1)]
+
+
 class TorchTokenizer(Tokenizer):
     """A tokenizer whose learned state is one ``nn.Module`` in ``module_``.
 
@@ -158,10 +167,12 @@ class TorchTokenizer(Tokenizer):
         return history
 
     def _loop_with_usage(self, x: torch.Tensor, step: Callable[[torch.Tensor, int, int], dict[str, torch.Tensor]],
-                         progress: bool) -> None:
+                         progress: bool, on_unused: Callable[[torch.Tensor], None] | None = None) -> None:
         """:meth:`_loop` that also records each level's codeword usage per epoch; sets ``history_``.
 
         ``step`` returns its scalars plus ``"codes"``, the batch's hard codes (B, L).
+        ``on_unused(used)``, if given, runs after every epoch but the last with the
+        (L, K) bool mask of codewords used in that epoch (e.g. to reset dead codes).
         """
         used = torch.zeros(self.n_levels, self.codebook_size, dtype=torch.bool, device=x.device)
         usage_log: list[list[float]] = []
@@ -172,7 +183,9 @@ class TorchTokenizer(Tokenizer):
             return out
 
         def on_epoch(epoch: int) -> None:
-            usage_log.append(used.float().mean(1).tolist())
+            usage_log.append(used.float().mean(1).tolist())  # (L,) fraction of codewords used this epoch
+            if on_unused is not None and epoch < self.epochs - 1:
+                on_unused(used)
             used.zero_()
 
         history = self._loop(x, counted, progress, on_epoch=on_epoch)
@@ -180,6 +193,24 @@ class TorchTokenizer(Tokenizer):
             {"epoch": e, **{k: round(v, 6) for k, v in h.items()}, "usage": [round(u, 4) for u in us]}
             for e, (h, us) in enumerate(zip(history, usage_log))
         ]
+
+
+@torch.no_grad()
+def reset_dead_codes_(codebooks: torch.Tensor, r: torch.Tensor, used: torch.Tensor) -> None:
+    """Replace codewords that no item chose with residuals of random items, level by level.
+
+    Args:
+        codebooks: (L, K, D) residual codebooks, changed in place.
+        r: (B, D) latents of some items (e.g. the epoch's last batch); their residuals
+            after each level (nearest codeword subtracted) seed the next level's dead codes.
+        used: (L, K) bool, the codewords chosen during the epoch.
+    """
+    for level, cb in enumerate(codebooks):
+        dead = (~used[level]).nonzero().squeeze(1)
+        if dead.numel():
+            pick = torch.randint(0, r.shape[0], (dead.numel(),), device=r.device)
+            cb[dead] = r[pick]
+        r = r - cb[sq_dist(r, cb).argmin(1)]
 
 
 def recon_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

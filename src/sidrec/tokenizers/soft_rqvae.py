@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from sidrec.errors import SidrecError
-from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, mlp, recon_loss, sq_dist
-from sidrec.tokenizers.base import check_dims, check_float, register
+from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_levels_, mlp, recon_loss, reset_dead_codes_, sq_dist
+from sidrec.tokenizers.base import check_bool, check_dims, check_float, register
 
 
 class SoftRQVAEModule(nn.Module):
@@ -90,6 +90,8 @@ class SoftRQVAE(TorchTokenizer):
         tau_max: temperature at the first step (eq. 16).
         tau_min: temperature at the last step, and for :meth:`probabilities` by default.
         cu_weight: lambda_CU of eq. 21.
+        dead_code_reset: after each epoch, move codewords no item chose to latents of
+            random items, as TIGER's RQ-VAE (``rqvae``) does. Not in UniGRec; off by default.
         epochs: passes over the items.
         batch_size: items per step (paper: 1024).
         lr: AdamW learning rate (paper: 1e-3).
@@ -98,13 +100,14 @@ class SoftRQVAE(TorchTokenizer):
 
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0,
                  dims: tuple[int, ...] = (512, 256, 128, 32), tau_max: float = 0.01, tau_min: float = 0.001,
-                 cu_weight: float = 1e-4, epochs: int = 200, batch_size: int = 1024, lr: float = 1e-3,
-                 device: str = "auto"):
+                 cu_weight: float = 1e-4, dead_code_reset: bool = False, epochs: int = 200,
+                 batch_size: int = 1024, lr: float = 1e-3, device: str = "auto"):
         super().__init__(n_levels, codebook_size, seed)
         self.dims = dims
         self.tau_max = tau_max
         self.tau_min = tau_min
         self.cu_weight = cu_weight
+        self.dead_code_reset = dead_code_reset
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -119,6 +122,7 @@ class SoftRQVAE(TorchTokenizer):
         if self.tau_max < self.tau_min:
             raise SidrecError(f"`tau_max` of {owner} must be >= tau_min ({self.tau_min}), got {self.tau_max}.")
         check_float(owner, "cu_weight", self.cu_weight, 0.0)
+        check_bool(owner, "dead_code_reset", self.dead_code_reset)
 
     def _build(self, dim: int) -> nn.Module:
         return SoftRQVAEModule(dim, tuple(self.dims), self.n_levels, self.codebook_size)
@@ -131,11 +135,9 @@ class SoftRQVAE(TorchTokenizer):
     def _train(self, x: torch.Tensor, progress: bool) -> None:
         m: SoftRQVAEModule = self.module_
         with torch.no_grad():
-            r = m.encoder(x)
-            for level, cb in enumerate(m.codebooks):
-                kmeans_init_(cb, r, self.seed + level)
-                r = r - cb[sq_dist(r, cb).argmin(1)]
+            kmeans_init_levels_(m.codebooks, m.encoder(x), self.seed)
         opt = torch.optim.AdamW(m.parameters(), lr=self.lr, weight_decay=0.0)
+        last: dict[str, torch.Tensor] = {}
 
         def step(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
             tau = self.tau(i, total)
@@ -146,10 +148,14 @@ class SoftRQVAE(TorchTokenizer):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            last["batch"] = xb
             return {"loss": loss.detach(), "rec": rec.detach(), "cu": cu.detach(), "tau": torch.tensor(tau),
                     "codes": probs.argmax(2)}
 
-        self._loop_with_usage(x, step, progress)
+        def reset(used: torch.Tensor) -> None:  # as TIGER's RQ-VAE (rqvae) does; not in UniGRec
+            reset_dead_codes_(m.codebooks, m.encoder(last["batch"]), used)
+
+        self._loop_with_usage(x, step, progress, reset if self.dead_code_reset else None)
 
     def probabilities(self, embeddings: torch.Tensor, tau: float | None = None) -> torch.Tensor:
         """Per-level codeword probabilities (B, L, K), differentiable w.r.t. the module.

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sidrec.errors import SidrecError
-from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, mlp, sq_dist
+from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_levels_, mlp, reset_dead_codes_, sq_dist
 from sidrec.tokenizers.base import check_bool, check_dims, check_float, register
 
 BETA = 0.25  # commitment weight (TIGER, UniGRec eq. 7)
@@ -129,19 +129,14 @@ class RQVAE(TorchTokenizer):
     def _init_codebooks(self, x: torch.Tensor) -> None:
         m: RQVAEModule = self.module_
         with torch.no_grad():
-            r = m.encoder(x)
-            for level, cb in enumerate(m.quantizer.codebooks):
-                kmeans_init_(cb, r, self.seed + level)
-                r = r - cb[sq_dist(r, cb).argmin(1)]
+            kmeans_init_levels_(m.quantizer.codebooks, m.encoder(x), self.seed)
 
     def _train(self, x: torch.Tensor, progress: bool) -> None:
         m: RQVAEModule = self.module_
         if self.kmeans_init:
             self._init_codebooks(x)
         opt = torch.optim.AdamW(m.parameters(), lr=self.lr, weight_decay=0.0)
-        L, K = self.n_levels, self.codebook_size
-        used = torch.zeros(L, K, dtype=torch.bool, device=x.device)
-        last = {}
+        last: dict[str, torch.Tensor] = {}
 
         def step(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
             inp = xb
@@ -153,35 +148,13 @@ class RQVAE(TorchTokenizer):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            used.scatter_(1, codes.T, True)
             last["batch"] = inp
-            return {"loss": loss.detach(), "rec": rec.detach(), "vq": vq_loss.detach()}
+            return {"loss": loss.detach(), "rec": rec.detach(), "vq": vq_loss.detach(), "codes": codes}
 
-        usage_log: list[list[float]] = []
+        def reset(used: torch.Tensor) -> None:  # codewords unused this epoch -> latents of the last batch
+            reset_dead_codes_(m.quantizer.codebooks, m.encoder(last["batch"]), used)
 
-        def on_epoch(epoch: int) -> None:
-            usage_log.append(used.float().mean(1).tolist())  # (L,) fraction of codewords used this epoch
-            if self.dead_code_reset and epoch < self.epochs - 1:
-                self._reset_dead(last["batch"], used)
-            used.zero_()
-
-        history = self._loop(x, step, progress, on_epoch=on_epoch)
-        self.history_ = [
-            {"epoch": e, **{k: round(v, 6) for k, v in h.items()}, "usage": [round(u, 4) for u in us]}
-            for e, (h, us) in enumerate(zip(history, usage_log))
-        ]
-
-    @torch.no_grad()
-    def _reset_dead(self, xb: torch.Tensor, used: torch.Tensor) -> None:
-        """Replace codewords unused this epoch with residuals of random batch items."""
-        m: RQVAEModule = self.module_
-        r = m.encoder(xb)
-        for level, cb in enumerate(m.quantizer.codebooks):
-            dead = (~used[level]).nonzero().squeeze(1)
-            if dead.numel():
-                pick = torch.randint(0, r.shape[0], (dead.numel(),), device=r.device)
-                cb[dead] = r[pick]
-            r = r - cb[sq_dist(r, cb).argmin(1)]
+        self._loop_with_usage(x, step, progress, reset if self.dead_code_reset else None)
 
     def _codes(self, x: torch.Tensor) -> torch.Tensor:
         m: RQVAEModule = self.module_
