@@ -27,6 +27,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, arch, kill_a
     assert [r["train_loss"] for r in a["state"]["rows"]] == [r["train_loss"] for r in b["state"]["rows"]]
     assert full["best_step"] == resumed["best_step"] and full["best_valid"] == resumed["best_valid"]
     assert full["train_samples"] == resumed["train_samples"]
+    assert full["resumed_from_step"] == 0 and resumed["resumed_from_step"] == kill_at // 4 * 4  # the summary says it resumed
     wa, wb = weights(tmp_path / "full" / BEST), weights(tmp_path / "cut" / BEST)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 

@@ -77,6 +77,7 @@ def test_resume_replays_the_uninterrupted_run(tmp_path):
     strip = lambda m: {k: v for k, v in m.items() if k not in timing}  # noqa: E731
     assert strip(resumed["best_valid"]) == strip(full["best_valid"]) and resumed["steps"] == full["steps"]
     assert resumed["collision_per_epoch"] == full["collision_per_epoch"]
+    assert full["resumed_from_step"] == 0 < resumed["resumed_from_step"] <= 5
     wa = torch.load(tmp_path / "a" / "model" / "last.pt", weights_only=False)["model"]
     wb = torch.load(tmp_path / "b" / "model" / "last.pt", weights_only=False)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

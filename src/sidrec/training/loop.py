@@ -150,6 +150,7 @@ def train(
         random.seed(seed + rank)
         np.random.seed(seed + rank)
         torch.manual_seed(seed * 1000 + rank)
+    resumed_from = state.step  # 0 for a fresh run; kept in the summary so a record says it was resumed
     tb = TensorBoardLog(out_dir / "tensorboard", purge_step=state.step) if rank == 0 else None
     bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not (progress and rank == 0), dynamic_ncols=True)
     loss_acc = n_acc = 0.0
@@ -212,6 +213,7 @@ def train(
         "train_samples": state.samples,
         "train_seconds": state.train_seconds,
         "samples_per_s": state.samples / max(state.train_seconds, 1e-9),
+        "resumed_from_step": resumed_from,
     }
     if rank == 0:
         write_json(out_dir / "train_summary.json", summary)

@@ -206,6 +206,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
         np.random.seed(cfg.seed)
     codes = torch.from_numpy(table.codes).to(device)
     lambdas = (u.lambda_recon if u.joint else 0.0, u.lambda_cd_t, u.lambda_cd_r)
+    resumed_from = state.step  # 0 for a fresh run; kept in the summary so a record says it was resumed
     tb = TensorBoardLog(out / "tensorboard", purge_step=state.step)
     max_steps = state.finetune_end if state.phase == "finetune" else t.max_steps
     bar = tqdm(total=max_steps, initial=state.step, disable=not progress, dynamic_ncols=True)
@@ -279,7 +280,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
             raise Interrupted(f"interrupted after step {state.step}")
     bar.close()
     tb.close()
-    return _finish(cfg, tok, soft, state, out, len(batches), threads, model)
+    return _finish(cfg, tok, soft, state, out, len(batches), threads, model, resumed_from)
 
 
 def _collision(table: SIDTable) -> float:
@@ -295,7 +296,7 @@ def _save_last(path: Path, model: UniGRec, opt: Any, opt_tok: Any, sched: Any, s
 
 
 def _finish(cfg: Config, tok: Tokenizer, soft: SoftTokenizer, state: UniGRecState, out: Path, n_batches: int,
-            threads: int, model: UniGRec) -> dict[str, Any]:
+            threads: int, model: UniGRec, resumed_from: int) -> dict[str, Any]:
     """Publish the best step's SID table to the tokenizer dir, save the live tokenizer, write the summary."""
     if (out / BEST_SIDS / "sids.csv").is_file():
         SIDTable.load(out / BEST_SIDS).save(cfg.paths.tokenizer)
@@ -320,6 +321,7 @@ def _finish(cfg: Config, tok: Tokenizer, soft: SoftTokenizer, state: UniGRecStat
         "train_samples": state.samples,
         "train_seconds": state.train_seconds,
         "samples_per_s": state.samples / max(state.train_seconds, 1e-9),
+        "resumed_from_step": resumed_from,
         "threads": threads,
         "parameters": sum(p.numel() for p in model.rec.parameters()),
     }
