@@ -19,6 +19,7 @@ codebook usage during that epoch (the curve of R³-VAE Fig. 4, right). ``rvq``
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -163,6 +164,9 @@ class RQVAE(TorchTokenizer):
     def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
         m: RQVAEModule = self.module_
         return m.decoder(m.quantizer.lookup(codes))
+
+    def _latent(self, x: np.ndarray) -> np.ndarray:  # the encoder's latent is what the codebooks quantise
+        return self._batched(x, self.module_.encoder)
 
 
 @register("vqvae")
