@@ -42,6 +42,14 @@ VARIANTS: dict[str, dict] = {
     "top4-no-init": dict(top_k=4, temperature=0.05, init="none", reg_weight=0.01),
     "top4-lambda0": dict(top_k=4, temperature=0.05, init="spherical", reg_weight=0.0),
     "ste-spherical": dict(top_k=4, temperature=0.05, init="spherical", reg_weight=0.01, ablate=("rating",)),
+    # lambda at the MSE scale: the paper's Table 9 grid, and the old weighting (0.01 / 384)
+    "top4-spherical-lam0.001": dict(top_k=4, temperature=0.05, init="spherical", reg_weight=0.001),
+    "top4-spherical-oldlam": dict(top_k=4, temperature=0.05, init="spherical", reg_weight=OLD_LAMBDA),
+    "top1-spherical-oldlam": dict(top_k=1, temperature=0.05, init="spherical", reg_weight=OLD_LAMBDA),
+    "top1-spherical-lam0.001": dict(top_k=1, temperature=0.05, init="spherical", reg_weight=0.001),
+    # point 4: one residual chain for training and SID (straight-through to the SID's codeword)
+    "top4-hard-oldlam": dict(top_k=4, temperature=0.05, init="spherical", reg_weight=OLD_LAMBDA, chain="hard"),
+    "top4-hard-lam0.001": dict(top_k=4, temperature=0.05, init="spherical", reg_weight=0.001, chain="hard"),
 }
 
 

@@ -113,3 +113,18 @@ def test_init_switch():
     assert not torch.allclose(cbs["l2"], random) and not torch.allclose(cbs["spherical"], cbs["l2"])
     with pytest.raises(SidrecError, match="`init` of R3VAE must be one of spherical, l2, none"):
         make_tokenizer("r3vae", init="kmeans++").fit(X)
+
+
+def test_hard_chain_trains_the_chain_the_sid_describes():
+    tok = make_tokenizer("r3vae", top_k=4, temperature=1.0, chain="hard").fit(X)
+    assert tok.hard_chain_disagreement(X) == 0.0
+    m = tok.module_
+    x_hat, codes, _ = m(XT)
+    alpha, _ = m.project(XT)
+    want = alpha[:, None] * m.ref + sum(m.codebooks[l][codes[:, l]] for l in range(codes.shape[1]))
+    torch.testing.assert_close(x_hat, want)  # eq. 11's x_hat takes the codes' value ...
+    m(XT[:1])[0].pow(2).sum().backward()  # one item: level 0 gets the gradient of its rating mix
+    g = m.codebooks.grad[0].norm(dim=1)  # (M,)
+    assert int((g > 0.1 * g.max()).sum()) >= 2  # ... and the mix's gradient, not a one-codeword STE's
+    with pytest.raises(SidrecError, match="`chain` of R3VAE must be one of soft, hard"):
+        make_tokenizer("r3vae", chain="straight").fit(X)

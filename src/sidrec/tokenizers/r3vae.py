@@ -87,12 +87,15 @@ class R3VAEModule(nn.Module):
         temperature: softmax temperature of the rating (eq. 4).
         reference: use the reference vector (False: Table 8's "w/o reference vector").
         rating: rating quantisation (False: nearest codeword + STE, "w/o rating quantization").
+        hard_chain: each level's quantised vector takes the value of its SID codeword
+            (straight-through: the gradient is still the rating mix's of eq. 5), so the
+            residual chain that trains is the one the SID describes (see ``chain``).
     """
 
     def __init__(self, dim: int, n_levels: int, codebook_size: int, top_k: int, temperature: float,
-                 reference: bool = True, rating: bool = True):
+                 reference: bool = True, rating: bool = True, hard_chain: bool = False):
         super().__init__()
-        self.top_k, self.temperature = top_k, temperature
+        self.top_k, self.temperature, self.hard_chain = top_k, temperature, hard_chain
         self.reference, self.rating = reference, rating
         if reference:
             self.ref = nn.Parameter(torch.ones(dim) / dim**0.5)  # r (d,)
@@ -146,6 +149,8 @@ class R3VAEModule(nn.Module):
         for level in range(self.codebooks.shape[0]):
             inputs.append(e)
             e_hat, code = self.rate(e, level)
+            if self.hard_chain and self.rating:  # value: the SID's codeword; gradient: eq. 5's mix
+                e_hat = e_hat + (self.codebooks[level][code] - e_hat).detach()
             x_hat = x_hat + e_hat
             # eq. 6; under STE the residual subtracts sg(c), as RQ-VAE (vq.ResidualVQ)
             e = e - e_hat if self.rating else e - e_hat.detach()
@@ -190,6 +195,7 @@ def vq_loss(inputs: list[torch.Tensor], codes: torch.Tensor, codebooks: torch.Te
     return loss
 
 
+CHAINS = ("soft", "hard")  # eq. 6's residual: the rating mix (as written) or the SID's codeword
 INITS = ("spherical", "l2", "none")  # codebook initialisation (§3.3.1; "none" is Fig. 4's "w/o K-Means init")
 
 
@@ -231,12 +237,14 @@ class R3VAE(TorchTokenizer):
             (see the module docstring); a list, or a comma-separated string from a
             config override. Normalised to a sorted tuple by ``fit``.
         init: codebook initialisation, one of :data:`INITS` (see the module docstring).
+        chain: "soft" (eq. 6: the residual subtracts the top-K mix) or "hard" (it subtracts
+            the SID's codeword, straight-through; see the module docstring).
     """
 
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0, top_k: int = 4,
                  temperature: float = 0.05, reg_weight: float = 0.01, epochs: int = 100,
                  batch_size: int = 1024, lr: float = 5e-4, device: str = "auto",
-                 ablate: tuple[str, ...] = (), init: str = "spherical"):
+                 ablate: tuple[str, ...] = (), init: str = "spherical", chain: str = "soft"):
         super().__init__(n_levels, codebook_size, seed)
         self.top_k = top_k
         self.temperature = temperature
@@ -247,6 +255,7 @@ class R3VAE(TorchTokenizer):
         self.device = device
         self.ablate = ablate
         self.init = init
+        self.chain = chain
 
     def _ablations(self) -> tuple[str, ...]:
         """``ablate`` as a sorted tuple of distinct names.
@@ -275,6 +284,8 @@ class R3VAE(TorchTokenizer):
             raise SidrecError(f"`top_k` of {owner} must be <= codebook_size ({self.codebook_size}), got {self.top_k}.")
         check_float(owner, "temperature", self.temperature, 0.0, low_open=True)
         check_float(owner, "reg_weight", self.reg_weight, 0.0)
+        if self.chain not in CHAINS:
+            raise SidrecError(f"`chain` of {owner} must be one of {', '.join(CHAINS)}, got {self.chain!r}.")
         if self.init not in INITS:
             raise SidrecError(f"`init` of {owner} must be one of {', '.join(INITS)}, got {self.init!r}.")
         self.ablate = self._ablations()
@@ -282,7 +293,8 @@ class R3VAE(TorchTokenizer):
     def _build(self, dim: int) -> nn.Module:
         ablate = self._ablations()  # also on load, where fit's validation did not run
         return R3VAEModule(dim, self.n_levels, self.codebook_size, self.top_k, self.temperature,
-                           reference="reference" not in ablate, rating="rating" not in ablate)
+                           reference="reference" not in ablate, rating="rating" not in ablate,
+                           hard_chain=self.chain == "hard")
 
     def _metric_loss(self, codes: torch.Tensor, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """L_metric of eq. 12 without the ablated terms, and SC and PD (detached if ablated).
