@@ -54,7 +54,7 @@ def test_top1_soft_and_hard_chains_coincide_and_top4_chains_can_differ():
         assert torch.equal(m1(XT)[1], m1.hard_codes(XT))
     tok = make_tokenizer("r3vae", top_k=1).fit(X)
     assert tok.hard_chain_disagreement(X) == 0.0
-    tok4 = make_tokenizer("r3vae", top_k=4, temperature=1.0).fit(X)
+    tok4 = make_tokenizer("r3vae", top_k=4, temperature=1.0, chain="soft").fit(X)
     with torch.no_grad():
         hard = tok4.module_.hard_codes(XT).numpy()
     assert tok4.hard_chain_disagreement(X) == pytest.approx(float((hard != tok4.encode(X)).any(1).mean()))

@@ -6,28 +6,52 @@ Following §3 of the paper, on the raw item embeddings x (B, d):
    ``e0 = x - alpha r``. r is initialised to the mean embedding (our choice: the
    paper calls r "the semantic center of the dataset" but gives no init).
 2. Codebook init (§3.3.1): C^1 = k-means(e0); C^l = k-means of the residuals
-   that level l-1 leaves (computed with the rating below), l > 1.
+   that level l-1 leaves (computed with the rating below), l > 1 (``init``).
 3. Rating (eq. 3-4): ``s_k = cos(e, c_k)``, ``w = softmax(s / temperature)``.
 4. Quantised vector (eq. 5): weighted sum of the top-``top_k`` codewords.
-5. Residual update (eq. 6): ``e <- e - e_hat``; SID = argmax_k w_k per level (eq. 7).
+5. Residual update (eq. 6): ``e <- e - e_hat``; SID = argmax_k w_k per level (eq. 7)
+   (``chain``: which e_hat the residual subtracts).
 6. Reconstruction (eq. 11): ``x_hat = alpha r + sum_l e_hat_l`` (the decoder is
    this sum: eq. 11 has no learned decoder, so neither do we);
    ``L_rec = ||x - x_hat||^2`` per item (eq. 11 as written), averaged over the batch.
 7. Loss (eq. 12-13): ``L_rec + reg_weight (-SC + PD)``, AdamW, lr 5e-4, weight decay 1e-5.
 
-Choices where the paper is ambiguous (each a parameter unless fixed by the text):
+Choices where the paper is ambiguous (each a parameter unless fixed by the text). Issue 14
+measured each at the tokenizer level on Beauty (``benchmarks/r3vae_readings.py``; table and
+commands in BENCHMARKS.md, "R³-VAE readings"):
 
 - ``top_k`` (K of eq. 5, default 4): the text sums "the top-K weights" without
   saying K or whether they are renormalised. We renormalise the top-K weights to
   sum to 1 so ``e_hat`` is a convex combination of codewords; without that,
   softmax weights over M = 256 codewords are ~1/256 and ``e_hat`` would be ~K/256
   of a codeword, so the residual would barely shrink.
+  The literal reading (K = M = 256, no temperature: ``top_k=256, temperature=1``) gives a
+  blur: 65% of items collide (largest SID group 97), level-2 perplexity 6, and the codes
+  alone reconstruct nothing (error 61x ||x||^2); it stays a switch, not the default.
 - ``temperature`` (default 0.05): eq. 4 has none (= 1). Cosines lie in [-1, 1], so
   at 1 the weights are nearly uniform and the quantised vector is a blur of K
   codewords (on Beauty: code-only reconstruction error 0.96 of ||x||^2). Among
   {1, 0.1, 0.05, 0.02} on Beauty, 0.05 gave the fewest collisions (BENCHMARKS.md,
   issue 3 section); smaller values make the top codeword dominate while keeping
   the gradients of eq. 5 soft.
+- ``chain`` (default "hard"): eq. 6 subtracts the soft top-K mix while eq. 7's SID names
+  one codeword per level, so the residual chain that trains and the chain the SID describes
+  part ways: with the soft chain, re-deriving each level from ``e - c[code]`` changes the SID
+  of 45% of Beauty's items (issue 14 point 4). "hard" gives e_hat the value of the SID's
+  codeword and the gradient of eq. 5's mix (straight-through), so the rating still carries
+  gradient to K codewords and one chain serves both; on Beauty it cut collisions from 12.3%
+  to 6.9% at equal usage (perplexity 217/224/206 of 256). "soft" is eq. 6 as written.
+- ``init`` (default "spherical"): §3.3.1 says K-Means; eq. 3 rates by cosine. "spherical"
+  clusters the residuals by direction and sets each codeword to its members' mean (see
+  :func:`spherical_init_`); "l2" is plain k-means on the residuals; "none" keeps random
+  codebooks (Fig. 4's "w/o K-Means initialization"). On Beauty spherical vs l2: largest
+  SID group 26 vs 40, level-2/3 perplexity 222/192 vs 167/138, collisions 12.3% vs 11.6%.
+- Loss scale: eq. 11 writes L_rec as a squared norm (summed over the d dimensions) while
+  §3.5.1 calls it an MSE and Fig. 4's values (0.00038) look per-element. We keep eq. 11's
+  sum with lambda = 0.01: at the per-element scale (= reg_weight 3.84 here) and even at
+  Table 9's smallest lambda 0.001 (= 0.384), the SC term collapses the last level on
+  Beauty (level-3 perplexity 5-11 of 256, 24-34% of items colliding), at every mix and
+  chain tried. SC/PD then barely act (lambda = 0 and 0.01 give 12.8% vs 12.3% collisions).
 - Which embeddings SC uses in training: Fig. 1's caption says "SC loss pulls the
   residual embeddings in the same cluster close, and PD loss pushes the codewords
   embedding away". So at level l, SC is eq. 8-9 over the residuals e^(l-1) of the
@@ -67,7 +91,7 @@ from torch import nn
 
 from sidrec.errors import SidrecError
 from sidrec.tokenizers._kmeans import kmeans
-from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, sq_dist
+from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, recon_loss, sq_dist
 from sidrec.tokenizers.base import check_embeddings, check_float, check_int, register
 from sidrec.tokenizers.vq import BETA
 
@@ -182,6 +206,10 @@ def preference_discrimination_loss(cb: torch.Tensor, t: float = PD_T) -> torch.T
 def vq_loss(inputs: list[torch.Tensor], codes: torch.Tensor, codebooks: torch.Tensor, beta: float = BETA) -> torch.Tensor:
     """RQ-VAE's codebook + commitment losses summed over levels (as vq.ResidualVQ).
 
+    At L_rec's scale (eq. 11: squared norm per item, batch mean), so that Table 8's STE arm
+    weighs its quantiser losses against reconstruction as the full model does (issue 14
+    point 5; a per-element mean here would make them 1/d as strong).
+
     Args:
         inputs: residual entering each level, L tensors (B, d).
         codes: (B, L) chosen codewords.
@@ -191,7 +219,7 @@ def vq_loss(inputs: list[torch.Tensor], codes: torch.Tensor, codebooks: torch.Te
     loss = inputs[0].new_zeros(())
     for level, e in enumerate(inputs):
         c = codebooks[level][codes[:, level]]  # (B, d)
-        loss = loss + F.mse_loss(c, e.detach()) + beta * F.mse_loss(e, c.detach())
+        loss = loss + recon_loss(c, e.detach()) + beta * recon_loss(e, c.detach())
     return loss
 
 
@@ -244,7 +272,7 @@ class R3VAE(TorchTokenizer):
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0, top_k: int = 4,
                  temperature: float = 0.05, reg_weight: float = 0.01, epochs: int = 100,
                  batch_size: int = 1024, lr: float = 5e-4, device: str = "auto",
-                 ablate: tuple[str, ...] = (), init: str = "spherical", chain: str = "soft"):
+                 ablate: tuple[str, ...] = (), init: str = "spherical", chain: str = "hard"):
         super().__init__(n_levels, codebook_size, seed)
         self.top_k = top_k
         self.temperature = temperature
@@ -335,7 +363,7 @@ class R3VAE(TorchTokenizer):
 
         def step(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
             x_hat, codes, inputs = m(xb)
-            rec = F.mse_loss(x_hat, xb)  # eq. 11 as §3.5.1 names it: MSE, a per-element mean (see docstring)
+            rec = recon_loss(x_hat, xb)  # eq. 11 as written: squared L2 norm per item, batch mean (see docstring)
             metric, sc, pd = self._metric_loss(codes, inputs)
             loss = rec + self.reg_weight * metric  # eq. 13
             out = {"rec": rec.detach(), "sc": sc.detach(), "pd": pd.detach()}
