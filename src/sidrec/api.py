@@ -187,6 +187,11 @@ class Recommender:
             except SidrecError as e:
                 raise SidrecError(f"history {n}: {e}") from None
         items, scores = self.rank_indices(idx, k, exclude_seen, user_ids)
+        return self.as_lists(items, scores, k)
+
+    def as_lists(self, items: torch.Tensor, scores: torch.Tensor, k: int) -> list[list[Recommendation]]:
+        """:meth:`rank_indices`' output as :meth:`recommend` returns it: misses and empty slots
+        dropped, scores rounded to 5 decimals, ``k`` per history."""
         ids = self.item_ids
         return [
             [Recommendation(ids[i], round(s, 5)) for i, s in zip(row_i, row_s) if i >= 0][:k]
