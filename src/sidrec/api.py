@@ -64,6 +64,8 @@ def run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
     for name in ("model/config.yaml", "run_config.yaml"):
         if (root / name).is_file():
             return load_config(str(root / name), [*overrides, f"workdir={root}"])
+    if (root / "model" / "recipe.json").is_file():  # `sidrec train --method sasrec` keeps its config in model/config.json
+        return load_config(None, [*overrides, f"workdir={root}"])
     raise SidrecError(f"{root} has no model/config.yaml or run_config.yaml: not a trained sidrec run (run `sidrec train -w {root}`)")
 
 
