@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from sidrec import __version__
 from sidrec.api import Recommender
@@ -44,17 +45,22 @@ class ServeSettings:
 class RecommendRequest(BaseModel):
     """One history (``history``) or a batch (``histories``) of item ids, oldest first."""
 
-    model_config = ConfigDict(extra="forbid")
-    history: list[ItemId] | None = Field(default=None, description="one history of item ids, oldest first")
-    histories: list[list[ItemId]] | None = Field(default=None, description="several histories (one list of items each)")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [{"required": ["history"]}, {"required": ["histories"]}]}
+    )
+    history: list[ItemId] | SkipJsonSchema[None] = Field(default=None, description="one history of item ids, oldest first")
+    histories: list[list[ItemId]] | SkipJsonSchema[None] = Field(default=None, description="several histories (one list of item ids each)")
     k: int = Field(default=10, description="items per history")
     exclude_seen: bool = Field(default=False, description="drop each history's own items")
 
-    @model_validator(mode="after")
-    def _one_of(self) -> RecommendRequest:
-        if (self.history is None) == (self.histories is None):
+    @model_validator(mode="before")
+    @classmethod
+    def _one_of(cls, data: Any) -> Any:
+        if isinstance(data, dict) and sum(data.get(f) is not None for f in ("history", "histories")) != 1:
             raise ValueError("give exactly one of 'history' (a list of item ids) or 'histories' (a list of such lists)")
-        return self
+        if isinstance(data, dict) and any(f in data and data[f] is None for f in ("history", "histories")):
+            raise ValueError("'history' / 'histories' must be lists of item ids, not null")
+        return data
 
 
 class Scored(BaseModel):
@@ -84,6 +90,13 @@ class ItemsResponse(BaseModel):
     added: list[str]
     sids: list[list[int]]
     unreachable: list[str] = Field(description="added, but the model cannot generate their SID (a full collision group)")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what is wrong with the request")
+
+
+BAD = {400: {"model": ErrorResponse, "description": "an unknown item id, an empty history, a bad k or item"}}
 
 
 class ItemResponse(BaseModel):
@@ -117,7 +130,7 @@ def create_app(rec: Recommender, settings: ServeSettings = ServeSettings()) -> F
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=500, content={"detail": f"internal error: {type(exc).__name__}: {exc}"})
 
-    @app.post("/recommend", response_model=RecommendResponse)
+    @app.post("/recommend", response_model=RecommendResponse, responses=BAD)
     async def recommend(req: RecommendRequest) -> RecommendResponse:
         histories = [req.history] if req.history is not None else req.histories or []
         if not histories:
@@ -136,14 +149,14 @@ def create_app(rec: Recommender, settings: ServeSettings = ServeSettings()) -> F
         rows = await asyncio.wrap_future(state["batcher"].submit(idx, req.k, req.exclude_seen))
         return RecommendResponse(recommendations=[[Scored(item_id=r.item_id, score=r.score) for r in row] for row in rows])
 
-    @app.post("/items", response_model=ItemsResponse)
+    @app.post("/items", response_model=ItemsResponse, responses=BAD)
     def add_items(req: ItemsRequest) -> ItemsResponse:  # sync: runs in the threadpool (it embeds text)
         if len(req.items) > settings.max_new_items:
             raise SidrecError(f"at most {settings.max_new_items} items per request, got {len(req.items)}")
         res = rec.add_items([it.model_dump() for it in req.items])
         return ItemsResponse(added=res.item_ids, sids=res.sids, unreachable=res.unreachable)
 
-    @app.get("/items/{item_id}", response_model=ItemResponse)
+    @app.get("/items/{item_id}", response_model=ItemResponse, responses={404: {"model": ErrorResponse, "description": "unknown item id"}})
     def get_item(item_id: str) -> ItemResponse:
         if item_id not in rec:
             raise HTTPException(status_code=404, detail=f"unknown item id {item_id!r}")
