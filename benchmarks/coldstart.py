@@ -129,7 +129,7 @@ def evaluate_cold(full: Config, warm: Config, cold: list[str]) -> dict[str, floa
     texts = data.item_texts()
     index = data.item_index()
     t0 = time.perf_counter()
-    added = rec.add_items([{"item_id": i, **texts[index[i]]} for i in cold if i not in rec.known_items()])
+    added = rec.add_items([{"item_id": i, **texts[index[i]]} for i in cold if i not in rec])
     add_seconds = time.perf_counter() - t0
     histories = [[data.item_ids[i] for i in ex.histories[u]] for u in users]
     targets = torch.tensor([[ex.targets[u]] for u in users])[:, 0]
@@ -164,7 +164,7 @@ def evaluate_cold(full: Config, warm: Config, cold: list[str]) -> dict[str, floa
     return {
         "cold_items": len(cold),
         "cold_added": added.added,
-        "cold_unreachable": added.unreachable,
+        "cold_unreachable": len(added.unreachable),
         "cold_users": len(users),
         "sid_recall@10": s["recall@10"],
         "sid_ndcg@10": s["ndcg@10"],
@@ -181,6 +181,8 @@ def evaluate_cold(full: Config, warm: Config, cold: list[str]) -> dict[str, floa
 def main() -> None:
     p = script_parser(__doc__)
     p.add_argument("--until", choices=("train", "evaluate"), default="evaluate", help="stop after this phase")
+    p.add_argument("--no-train", action="store_true",
+                   help="evaluate the warm run's best checkpoint so far (its training may still be running or stopped early)")  # fmt: skip
     args = p.parse_args()
     if args.quick:
         import tempfile
@@ -190,11 +192,22 @@ def main() -> None:
         root = args.workdir or Path(os.environ.get(RUN_ENV) or "runs/coldstart")
     full, warm = configs(root, args.seed, args.quick)
     cold = build_warm(full, warm, args.seed)
-    train_warm(warm)
+    if not args.no_train:
+        train_warm(warm)
     if args.until == "train":
         print(f"warm run trained under {warm.paths.root}", file=sys.stderr)
         return
-    emit(evaluate_cold(full, warm, cold))
+    metrics = evaluate_cold(full, warm, cold)
+    best = read_json(warm.paths.model / "best.json", "the warm run's best checkpoint")
+    metrics["warm_best_step"] = int(best.get("step", -1))
+    metrics["warm_trained_items"] = trained_items(warm)
+    emit(metrics)
+
+
+def trained_items(cfg: Config) -> int:
+    from sidrec.data.prepared import PreparedData
+
+    return PreparedData(cfg.paths.data).n_items
 
 
 if __name__ == "__main__":
