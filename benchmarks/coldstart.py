@@ -142,7 +142,7 @@ def evaluate_cold(full: Config, warm: Config, cold: list[str]) -> dict[str, floa
         return out
 
     t0 = time.perf_counter()
-    recs = rec.recommend(histories, k=K)
+    recs = [r for lo in range(0, len(histories), 256) for r in rec.recommend(histories[lo : lo + 256], k=K)]
     rec_seconds = time.perf_counter() - t0
     sid_lists = [[r.item_id for r in row] for row in recs]
     sid_acc = RankingAccumulator((K,))

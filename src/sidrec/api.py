@@ -180,6 +180,8 @@ class Recommender:
         """
         if not histories:
             return []
+        if isinstance(k, int) and not isinstance(k, bool) and k > self.n_items:
+            raise SidrecError(f"k must be at most the number of items ({self.n_items}), got {k}")
         idx = []
         for n, h in enumerate(histories):
             if isinstance(h, str):
@@ -211,8 +213,6 @@ class Recommender:
         """
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise SidrecError(f"k must be a positive integer, got {k!r}")
-        if k > self.n_items:
-            raise SidrecError(f"k must be at most the number of items ({self.n_items}), got {k}")
         if user_ids is not None and len(user_ids) != len(histories):
             raise SidrecError(f"got {len(user_ids)} user ids for {len(histories)} histories")
         with self._lock:
