@@ -18,7 +18,8 @@ Protocol:
    and SASRec, which scores only the item ids it was trained on: 0 by construction.
 
 The warm run is resumable (``--until train`` stops after training; a later call
-evaluates). ``--quick``: the synthetic catalogue and a tiny model (smoke check).
+evaluates; ``--no-train`` or ``$SIDREC_COLDSTART_NO_TRAIN=1`` evaluates the best checkpoint
+so far, whose step the record shows as ``warm_best_step``). ``--quick``: the synthetic catalogue and a tiny model (smoke check).
 
     python benchmarks/coldstart.py --seed 0 -w /work/runs/coldstart
 """
@@ -45,6 +46,7 @@ COLD_FRACTION = 0.05
 K = 10
 BEAM = 20
 RUN_ENV = "SIDREC_COLDSTART_RUN"
+NO_TRAIN_ENV = "SIDREC_COLDSTART_NO_TRAIN"  # = --no-train
 
 
 def configs(root: Path, seed: int, quick: bool) -> tuple[Config, Config]:
@@ -192,7 +194,7 @@ def main() -> None:
         root = args.workdir or Path(os.environ.get(RUN_ENV) or "runs/coldstart")
     full, warm = configs(root, args.seed, args.quick)
     cold = build_warm(full, warm, args.seed)
-    if not args.no_train:
+    if not (args.no_train or os.environ.get(NO_TRAIN_ENV)):  # the env var reaches the script through `sidrec bench`
         train_warm(warm)
     if args.until == "train":
         print(f"warm run trained under {warm.paths.root}", file=sys.stderr)
