@@ -233,5 +233,6 @@ class Recommender:
                 message says why), an item without ``item_id`` or without any of the run's
                 text fields, an unknown field, or an id the run already has.
         """
+        ids, records, codes = self._backend.encode_items(list(items))  # the encoder runs outside the lock
         with self._lock:
-            return self._backend.add_items(list(items))
+            return self._backend.insert_items(ids, records, codes)

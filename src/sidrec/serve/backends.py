@@ -36,6 +36,7 @@ class SIDBackend:
         self.max_history = data.max_history
         self._texts: list[dict[str, Any]] | None = None
         self._encoder_meta: dict[str, Any] | None = None
+        self._tokenizer: Any = None
 
     @classmethod
     def load(cls, cfg: Config, device: str) -> SIDBackend:
@@ -94,8 +95,8 @@ class SIDBackend:
             self._encoder_meta = read_json(self.cfg.paths.embeddings / "meta.json", "the run's embeddings metadata (the encoder of new items)")
         return self._encoder_meta
 
-    def add_items(self, items: list[Any]) -> Any:
-        from sidrec.api import AddedItems
+    def encode_items(self, items: list[Any]) -> tuple[list[str], list[dict[str, Any]], np.ndarray]:
+        """Check new items and compute their tokenizer codes (slow: the encoder runs; no lock needed)."""
         from sidrec.embed.encoder import embed_texts
         from sidrec.embed.text import has_text, render_item_text
         from sidrec.tokenizers.base import Tokenizer
@@ -103,15 +104,24 @@ class SIDBackend:
         meta = self._encoder()
         fields, template = list(meta["fields"]), meta.get("template", "")
         ids, records = check_new_items(items, fields)
-        if not ids:
-            return AddedItems([], [], [])
         empty = [i for i, r in zip(ids, records) if not has_text(r, fields)]
         if empty:
             raise SidrecError(f"item {empty[0]!r} has none of the text fields this run was embedded with ({', '.join(fields)})")
-        tok = Tokenizer.load(self.cfg.paths.tokenizer)  # the fitted tokenizer: encode only, never fit
+        if not ids:
+            return [], [], np.zeros((0, self.catalog.n_levels), dtype=np.int64)
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer.load(self.cfg.paths.tokenizer)  # the fitted tokenizer: encode only, never fit
         texts = [render_item_text(r, fields, template) for r in records]
         emb = embed_texts(texts, meta["model"], self.cfg.embed.batch_size, self.cfg.embed.device, progress=False)
-        new = self.catalog.assign(ids, tok.encode(emb), records)
+        return ids, records, self._tokenizer.encode(emb)
+
+    def insert_items(self, ids: list[str], records: list[dict[str, Any]], codes: np.ndarray) -> Any:
+        """Give encoded items SIDs and add them to the catalogue (fast; call under the Recommender's lock)."""
+        from sidrec.api import AddedItems
+
+        if not ids:
+            return AddedItems([], [], [])
+        new = self.catalog.assign(ids, codes, records)
         self.catalog.add(new)
         return AddedItems([n.item_id for n in new], [list(n.sid) for n in new], [n.item_id for n in new if not n.reachable])
 
@@ -142,7 +152,7 @@ class UniGRecBackend(SIDBackend):
 
     method = "unigrec"
 
-    def add_items(self, items: list[Any]) -> Any:
+    def encode_items(self, items: list[Any]) -> Any:
         raise SidrecError(
             "add_items is not supported for UniGRec runs: their tokenizer was trained jointly with the recommender "
             "on the trained items' collaborative signal (and histories are encoded with soft IDs of those items), "
@@ -197,7 +207,7 @@ class SASRecBackend:
         fields = {f: v for f, v in self._texts[n].items() if v not in (None, "", [])}
         return {"item_id": item_id, "sid": None, "added": False, "recommendable": True, "fields": fields}
 
-    def add_items(self, items: list[Any]) -> Any:
+    def encode_items(self, items: list[Any]) -> Any:
         raise SidrecError(
             "add_items is not supported for SASRec runs: SASRec learns one embedding per item id from interactions, "
             "so an item nobody interacted with has no trained embedding and can never be ranked; use a `sid` run "
