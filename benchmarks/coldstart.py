@@ -52,7 +52,7 @@ NO_TRAIN_ENV = "SIDREC_COLDSTART_NO_TRAIN"  # = --no-train
 def configs(root: Path, seed: int, quick: bool) -> tuple[Config, Config]:
     """(full, warm) configs: configs/beauty.yaml on one thread, or the quick synthetic setup."""
     if quick:
-        over = [*QUICK_OVERRIDES, "train.max_steps=60", "train.eval_every=30", f"seed={seed}"]
+        over = [*QUICK_OVERRIDES, f"seed={seed}"]
         base = None
     else:
         data_root = Path(os.environ.get("SIDREC_DATA", "../shared/data"))

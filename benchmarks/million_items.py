@@ -67,12 +67,12 @@ def main() -> None:
     p = script_parser(__doc__)
     p.add_argument("--steps", type=int, default=200, help="training steps of the latency model")
     args = p.parse_args()
-    n_items, n_users, sample = (N_ITEMS, N_USERS, SAMPLE) if not args.quick else (20_000, 2_000, 5_000)
+    n_items, n_users, sample, n_clusters = (N_ITEMS, N_USERS, SAMPLE, N_CLUSTERS) if not args.quick else (5_000, 300, 2_000, 100)
     if args.quick:
         import tempfile
 
         root = Path(tempfile.mkdtemp(prefix="sidrec-million-"))
-        args.steps = min(args.steps, 10)
+        args.steps = min(args.steps, 4)
     else:
         root = args.workdir or Path("runs/million")
     import torch
@@ -87,14 +87,18 @@ def main() -> None:
     here = Path(__file__).resolve().parent
     over = [f"workdir={root}", f"seed={args.seed}", "train.num_threads=1", f"train.max_steps={args.steps}",
             f"train.eval_every={args.steps}", "train.val_users=200", "train.warmup_steps=10", f"eval.beam_size={BEAM}"]  # fmt: skip
+    if args.quick:  # a tiny model and codebook: the smoke check only shows the script runs
+        from sidrec.bench.script import QUICK_OVERRIDES
+
+        over = [*QUICK_OVERRIDES, *over, "train.val_users=20"]
     cfg = load_config(None if args.quick else str(here.parent / "configs" / "beauty.yaml"), over)
     set_threads(1)
     out: dict[str, float] = {"items": n_items}
     rss0 = rss_mb()
 
     rng = np.random.default_rng(args.seed)
-    centres = rng.standard_normal((N_CLUSTERS, DIM), dtype=np.float32)
-    cluster = rng.integers(0, N_CLUSTERS, n_items)
+    centres = rng.standard_normal((n_clusters, DIM), dtype=np.float32)
+    cluster = rng.integers(0, n_clusters, n_items)
     emb = centres[cluster] + 0.35 * rng.standard_normal((n_items, DIM), dtype=np.float32)
     item_ids = [f"item{n}" for n in range(n_items)]
 
@@ -130,9 +134,10 @@ def main() -> None:
 
     # users who stay inside one cluster: item sequences the model can learn something from
     members = np.argsort(cluster, kind="stable")
-    starts = np.searchsorted(cluster[members], np.arange(N_CLUSTERS + 1))
+    starts = np.searchsorted(cluster[members], np.arange(n_clusters + 1))
+    big = np.flatnonzero(np.diff(starts) >= 5)  # a user needs 3+ items (train, valid, test)
     seqs = []
-    for c in rng.integers(0, N_CLUSTERS, n_users):
+    for c in rng.choice(big, n_users):
         pool = members[starts[c] : starts[c + 1]]
         seqs.append(rng.choice(pool, size=min(len(pool), int(rng.integers(5, 15))), replace=False).tolist())
     write_prepared(cfg.paths.data, item_ids, seqs, cfg.data.max_history)
@@ -149,7 +154,7 @@ def main() -> None:
     rec = Recommender.load(root)
     out["load_seconds"] = round(time.perf_counter() - t0, 1)
     out["recommender_rss_growth_mb"] = round(rss_mb() - base, 1)
-    hist = [[f"item{i}" for i in s[:-1]] for s in seqs[:400]]
+    hist = [[f"item{i}" for i in s[:-1]] for s in seqs[: 400 if not args.quick else 64]]
     rec.recommend(hist[:2], k=10)  # warm-up
     for bs in (1, 32):
         lat = []

@@ -81,14 +81,14 @@ def main() -> None:
     p = script_parser(__doc__)
     p.add_argument("--requests", type=int, default=400, help="requests per concurrency level at most")
     p.add_argument("--seconds", type=float, default=60, help="seconds per concurrency level at most")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     args = p.parse_args()
     if args.quick:
         import tempfile
 
         cfg = synthetic_run(Path(tempfile.mkdtemp(prefix="sidrec-serve-load-")), args.seed, ("prepare", "embed", "tokenize", "train"))
         root = cfg.paths.root
-        args.requests, args.seconds = min(args.requests, 40), min(args.seconds, 10)
+        args.requests, args.seconds = min(args.requests, 16), min(args.seconds, 5)
     else:
         root = run_dir(args)
         require(root / "model" / "best.safetensors", what="a trained SID model")
@@ -98,9 +98,10 @@ def main() -> None:
     ex = data.eval_examples("test")
     order = np.random.default_rng(args.seed).permutation(data.n_users)
     histories = [[data.item_ids[i] for i in ex.histories[u]] for u in order[:2000]]
-    url = f"http://127.0.0.1:{args.port}"
+    port = args.port or _free_port()
+    url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-c", "import sys; from sidrec.cli import main; sys.exit(main())", "serve", "-w", str(root),
-           "--port", str(args.port), f"eval.beam_size={BEAM}"]  # fmt: skip
+           "--port", str(port), f"eval.beam_size={BEAM}"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         health = wait_healthy(url, proc)
@@ -116,6 +117,14 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=30)
     emit(out)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> float:
