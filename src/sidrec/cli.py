@@ -160,6 +160,16 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print("suites:", ", ".join(available_suites(suite_dir)))
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from sidrec.serve.app import ServeSettings
+    from sidrec.serve.run import serve
+
+    if not args.workdir:
+        raise SidrecError("serve needs the run directory: sidrec serve -w RUN")
+    settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_k=args.max_k)
+    serve(args.workdir, args.host, args.port, settings, [o for o in args.overrides if "=" in o])
+
+
 def cmd_config(args: argparse.Namespace) -> None:
     print(dump_config(_config(args)), end="")
 
@@ -203,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("recommend", cmd_recommend, "top-K item ids for a history of item ids, as JSON")
     p.add_argument("--history", nargs="+", required=True, help="item ids, oldest first")
     p.add_argument("-k", type=int, default=10, help="number of items to return")
+    p = add("serve", cmd_serve, "serve a trained run over HTTP (POST /recommend, POST /items, GET /items/ID, /docs)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-batch", type=int, default=32, help="histories decoded together at most (micro-batching)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
+    p.add_argument("--max-k", type=int, default=100, help="largest k a client may ask for")
     add("run", cmd_run, "run prepare -> embed -> tokenize -> train -> evaluate from one config", config_positional=True)
     add("demo", cmd_demo, "the whole pipeline on a built-in synthetic catalogue (a few minutes on CPU)")
     add("config", cmd_config, "print the resolved config as YAML")

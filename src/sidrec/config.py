@@ -38,7 +38,8 @@ class EmbedConfig:
     """Item text -> vectors (``sidrec embed``)."""
 
     model: str = "all-MiniLM-L6-v2"  # sentence-transformers name or local folder
-    fields: tuple[str, ...] = ("title", "categories", "brand", "description", "price")
+    fields: tuple[str, ...] = ("title", "categories", "brand", "description", "price")  # any text columns of the items table
+    template: str = ""  # e.g. "{title}. Genres: {genres}" (str.format over `fields`); "" = "Title: …; Genres: …"
     batch_size: int = 64
     device: str = "auto"
 

@@ -272,8 +272,9 @@ def write_csvs(root: Path, log=LOG_CSV, items=ITEMS_CSV) -> tuple[Path, Path]:
 def test_interactions_csv(tmp_path: Path):
     ds = interactions_ds(*write_csvs(tmp_path))
     assert ds.sequences == {"u1": ["b", "007", "c"], "u2": ["007", "b"]}
-    assert ds.items["007"] == {"title": "Bond, James", "categories": "Film", "brand": None, "description": None, "price": "9.90"}
-    assert ds.items["b"]["categories"] is None and ds.items["c"]["title"] is None
+    # a catalogue's own column ("extra") is kept as a text field (issue 16)
+    assert ds.items["007"] == {"title": "Bond, James", "categories": "Film", "brand": None, "description": None, "price": "9.90", "extra": "x"}
+    assert ds.items["b"]["categories"] is None and ds.items["b"]["extra"] is None and ds.items["c"]["title"] is None
     assert ds.locations == {"u1": f"{tmp_path / 'log.csv'}, row 2", "u2": f"{tmp_path / 'log.csv'}, row 3"}
 
 

@@ -31,6 +31,18 @@ def test_title_proxy_used_when_title_missing(tmp_path: Path):
     assert load_dataset(DataConfig(path=str(root))).items["3"]["title"] == "proxy 3"
 
 
+def test_a_catalogues_own_text_fields_are_kept(tmp_path: Path):
+    from sidrec.data import PreparedData
+
+    items = {i: {"title": f"song {i}", "genres": ["jazz", "soul"] if i == "1" else None, "asin": f"B{i}"} for i in "12345"}
+    root = write_sequences_dataset(tmp_path / "ds", SEQS, items)
+    assert load_dataset(DataConfig(path=str(root))).items["1"]["genres"] == ["jazz", "soul"]
+    assert main(["prepare", str(root), "-q", "-w", str(tmp_path / "run"), "data.min_count=3"]) == 0
+    data = PreparedData(tmp_path / "run" / "data")
+    assert data.text_columns == ["title", "categories", "brand", "description", "price", "genres"]  # ids (asin) are not text
+    assert data.item_texts()[data.item_index()["1"]]["genres"] == ["jazz", "soul"]
+
+
 def test_prepare_cli_prints_split_table(tmp_path: Path, capsys):
     root = write_sequences_dataset(tmp_path / "ds", SEQS)
     assert main(["prepare", str(root), "-w", str(tmp_path / "run"), "data.min_count=3"]) == 0

@@ -7,6 +7,7 @@ from sidrec.cli import main
 from sidrec.config import Config, DataConfig, apply_overrides
 from sidrec.data import RawDataset, prepare
 from sidrec.embed import load_embeddings, render_item_text, resolve_model, run_embed
+from sidrec.embed.text import check_text_fields
 from sidrec.errors import SidrecError
 from sidrec.io import read_json, save_npy
 
@@ -16,8 +17,18 @@ def test_template_skips_missing_fields_and_flattens_categories():
     text = render_item_text(rec, ("title", "categories", "brand", "description", "price"))
     assert text == "Title: OPI Nail Lacquer; Categories: Beauty > Nails | Gifts; Price: 9.5"
     assert render_item_text(rec, ("brand",)) == ""
-    with pytest.raises(SidrecError, match="unknown text field 'colour'"):
-        render_item_text(rec, ("colour",))
+    assert render_item_text(rec, ("title", "brand"), "{title} by {brand}") == "OPI Nail Lacquer by"
+
+
+def test_text_fields_are_checked_against_the_items_table():
+    cols = ["title", "categories", "genres"]
+    check_text_fields(("title", "genres"), "{title}: {genres}", cols)
+    with pytest.raises(SidrecError, match="unknown text field 'colour' in embed.fields; the items table has: title, categories, genres"):
+        check_text_fields(("colour",), "", cols)
+    with pytest.raises(SidrecError, match=r"embed.template uses \{brand\}, which is not in embed.fields"):
+        check_text_fields(("title",), "{title} {brand}", cols)
+    with pytest.raises(SidrecError, match="embed.template is malformed"):
+        check_text_fields(("title",), "{title", cols)
 
 
 def test_default_model_resolves_to_bundled_folder():

@@ -173,12 +173,14 @@ def read_items_table(path: Path) -> dict[str, dict[str, Any]]:
     """
     table, csv = read_table(path, ("item",), ("item", *TEXT_FIELDS))
     ids = _ids(table, "item", path, csv)
-    columns = {f: table.column(f).to_pylist() for f in TEXT_FIELDS if f in table.column_names}
+    # every column is a text field (the Amazon ones and the catalogue's own: genres, tags, ...)
+    names = [*TEXT_FIELDS, *(c for c in table.column_names if c != "item" and c not in TEXT_FIELDS)]
+    columns = {f: table.column(f).to_pylist() for f in names if f in table.column_names}
     items: dict[str, dict[str, Any]] = {}
     for n, item in enumerate(ids):
         if item in items:
             raise SidrecError(f"{_row(path, csv, n)}: duplicate item {item!r}")
-        items[item] = {f: _field(columns[f][n]) if f in columns else None for f in TEXT_FIELDS}
+        items[item] = {f: _field(columns[f][n]) if f in columns else None for f in names}
     return items
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from sidrec.data.base import TEXT_FIELDS
 from sidrec.errors import SidrecError
 from sidrec.io import read_json
 
@@ -68,13 +67,19 @@ class PreparedData:
     def n_users(self) -> int:
         return len(self.user_ids)
 
+    @property
+    def text_columns(self) -> list[str]:
+        """The items table's text columns: the Amazon fields, then the catalogue's own."""
+        return [c for c in self._items.column_names if c not in ("item_idx", "item_id")]
+
     def item_texts(self) -> list[dict[str, Any]]:
         """Text fields per item_idx (structured values decoded from JSON)."""
-        cols = {f: self._items.column(f).to_pylist() for f in TEXT_FIELDS}
+        names = self.text_columns
+        cols = {f: self._items.column(f).to_pylist() for f in names}
         out = []
         for n in range(self.n_items):
             rec = {}
-            for f in TEXT_FIELDS:
+            for f in names:
                 v = cols[f][n]
                 if isinstance(v, str) and v[:1] in "[{":
                     try:

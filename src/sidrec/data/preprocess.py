@@ -2,7 +2,8 @@
 
 ``prepare`` turns a :class:`RawDataset` into a prepared directory:
 
-- ``items.parquet``: ``item_idx`` (0..N-1), ``item_id`` and the text fields,
+- ``items.parquet``: ``item_idx`` (0..N-1), ``item_id`` and the text fields (the Amazon
+  ones, then any other text column the loader kept: ``genres``, ``tags``, ...),
 - ``sequences.parquet``: ``user_idx``, ``user_id``, ``items`` (item_idx list, chronological),
 - ``manifest.json``: counts, split sizes, parameters, sha256 of inputs and outputs.
 
@@ -70,7 +71,9 @@ def prepare(raw: RawDataset, cfg: DataConfig, out_dir: str | Path) -> dict[str, 
     user_ids = sorted(seqs, key=natural_key)
 
     items_cols: dict[str, list[Any]] = {"item_idx": list(range(len(item_ids))), "item_id": item_ids}
-    for f in TEXT_FIELDS:
+    # the Amazon fields always (possibly all null), then every other field a loader kept, in first-seen order
+    extra = dict.fromkeys(f for i in item_ids for f in raw.items[i] if f not in TEXT_FIELDS and f not in items_cols)
+    for f in (*TEXT_FIELDS, *extra):
         # JSON-encode structured values (category paths) so the column has one type.
         items_cols[f] = [_as_text(raw.items[i].get(f)) for i in item_ids]
     seq_table = pa.table(

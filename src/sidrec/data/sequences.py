@@ -18,6 +18,9 @@ from sidrec.data.base import TEXT_FIELDS, RawDataset, register_dataset, require_
 from sidrec.errors import SidrecError
 
 
+_NOT_TEXT = ("item_id", "asin", "title_proxy")
+
+
 def read_items_jsonl(path: Path) -> dict[str, dict[str, Any]]:
     """Read an items.jsonl file into item id -> text fields."""
     items: dict[str, dict[str, Any]] = {}
@@ -35,6 +38,8 @@ def read_items_jsonl(path: Path) -> dict[str, dict[str, Any]]:
             if item_id in items:
                 raise SidrecError(f"{path}:{lineno}: duplicate item id {item_id!r}")
             fields = {k: rec.get(k) for k in TEXT_FIELDS}
+            # the catalogue's own text fields too (not the ids, not the staging-only title proxy)
+            fields.update({k: v for k, v in rec.items() if k not in fields and k not in _NOT_TEXT})
             if not fields["title"] and rec.get("title_proxy"):
                 fields["title"] = rec["title_proxy"]
             items[item_id] = fields

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,16 +54,22 @@ def pick_device(device: str) -> str:
 
 def embed_texts(texts: Sequence[str], model: str, batch_size: int = 64, device: str = "auto", progress: bool = True) -> np.ndarray:
     """Encode texts; returns float32 (N, d). Mean pooling as configured by the model folder."""
-    from sentence_transformers import SentenceTransformer
-
     target = resolve_model(model)
     offline = Path(target).is_dir()
     if offline:
         # A local folder must never reach for the hub (no network in CI or on clusters).
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        st = SentenceTransformer(target, device=pick_device(device))
+        st = _load(target, pick_device(device))
     except OSError as e:
         raise SidrecError(f"could not load encoder {model!r}: {str(e).splitlines()[0]}") from None
     emb = st.encode(list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True)
     return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(target: str, device: str):  # noqa: ANN202 (a SentenceTransformer)
+    """Load an encoder once per process (a service embeds every added item with it)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(target, device=device)

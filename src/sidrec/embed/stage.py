@@ -12,7 +12,7 @@ import numpy as np
 from sidrec.config import Config
 from sidrec.data.prepared import PreparedData
 from sidrec.embed.encoder import embed_texts, resolve_model
-from sidrec.embed.text import render_item_text
+from sidrec.embed.text import check_text_fields, render_item_text
 from sidrec.errors import SidrecError
 from sidrec.io import read_json, save_npy, sha256_text, sidrec_home, write_json
 
@@ -20,13 +20,15 @@ from sidrec.io import read_json, save_npy, sha256_text, sidrec_home, write_json
 def run_embed(cfg: Config, progress: bool = True) -> dict[str, Any]:
     """Embed the items of ``workdir/data`` into ``workdir/embeddings``.
 
-    The cache key is (items.parquet sha256, model, fields): re-running with the
+    The cache key is (items.parquet sha256, model, fields, template): re-running with the
     same inputs copies the cached vectors instead of re-encoding.
     """
     data = PreparedData(cfg.paths.data)
+    check_text_fields(cfg.embed.fields, cfg.embed.template, data.text_columns)
     model_id = resolve_model(cfg.embed.model)
     items_sha = data.manifest["outputs"]["items.parquet"]
-    key = sha256_text(items_sha, cfg.embed.model, ",".join(cfg.embed.fields))
+    parts = [items_sha, cfg.embed.model, ",".join(cfg.embed.fields)] + ([cfg.embed.template] if cfg.embed.template else [])
+    key = sha256_text(*parts)  # no template: the key of runs made before templates existed
     cache = sidrec_home() / "embeddings" / key
     out = cfg.paths.embeddings
     if (cache / "embeddings.npy").is_file() and (cache / "meta.json").is_file():
@@ -36,7 +38,7 @@ def run_embed(cfg: Config, progress: bool = True) -> dict[str, Any]:
         meta = read_json(out / "meta.json")
         meta["cached"] = True
         return meta
-    texts = [render_item_text(r, cfg.embed.fields) for r in data.item_texts()]
+    texts = [render_item_text(r, cfg.embed.fields, cfg.embed.template) for r in data.item_texts()]
     t0 = time.perf_counter()
     emb = embed_texts(texts, cfg.embed.model, cfg.embed.batch_size, cfg.embed.device, progress)
     seconds = time.perf_counter() - t0
@@ -46,6 +48,7 @@ def run_embed(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "model": cfg.embed.model,
         "model_path": model_id,
         "fields": list(cfg.embed.fields),
+        "template": cfg.embed.template,
         "n_items": int(emb.shape[0]),
         "dim": int(emb.shape[1]),
         "dtype": "float32",

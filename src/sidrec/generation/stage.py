@@ -6,14 +6,14 @@ import json
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 from sidrec.config import Config
 from sidrec.data.prepared import PreparedData
 from sidrec.errors import SidrecError
 from sidrec.generation.beam import beam_search, ranked_items
-from sidrec.generation.batching import make_history_batch
-from sidrec.generation.evaluate import align_sids, decode_split, evaluate_split, history_batch, n_user_bins, pick_users
+from sidrec.generation.evaluate import align_sids, evaluate_split, history_batch, n_user_bins, pick_users
 from sidrec.generation.exact import exact_topk, overlap_at_k
 from sidrec.generation.trie import SIDTrie
 from sidrec.io import atomic_open, write_json
@@ -84,33 +84,46 @@ def run_evaluate(cfg: Config, save_predictions: bool = False, exact_users: int =
 
 
 def _evaluate_and_save(cfg: Config, model: SIDGenerator, sids: SIDTable, data: PreparedData, progress: bool) -> dict[str, float]:
+    """Metrics + ``predictions.jsonl`` through :class:`sidrec.api.Recommender`, the object that
+    ``sidrec recommend`` and ``sidrec serve`` use, so the three cannot disagree."""
+    from sidrec.api import Recommender
+    from sidrec.serve.backends import SIDBackend
+
     ev = cfg.eval
+    rec = Recommender(SIDBackend(cfg, model, sids, data), cfg)
     acc = RankingAccumulator(ev.ks)
     users = pick_users(data.n_users, None, cfg.seed)
+    ex = data.eval_examples(ev.split)
+    users = users[np.argsort([len(ex.histories[u]) for u in users], kind="stable")]  # similar lengths together
+    bins = n_user_bins(model) > 0
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(users), desc=f"evaluate {ev.split}", unit="user", leave=False)
     t0 = time.perf_counter()
-    with torch.inference_mode(), atomic_open(cfg.paths.eval / "predictions.jsonl", "w", encoding="utf-8") as f:
-        for db in decode_split(model, data, sids, ev.split, users, ev.beam_size, ev.constrained, ev.batch_size, ev.filter_seen):
-            acc.add(db.items, torch.from_numpy(db.targets))
-            for u, tgt, items, scores in zip(db.users.tolist(), db.targets.tolist(), db.items.tolist(), db.scores.tolist()):
-                n = sum(1 for s in scores if s != float("-inf"))
-                rec = {
+    with atomic_open(cfg.paths.eval / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for lo in range(0, len(users), ev.batch_size):
+            ub = users[lo : lo + ev.batch_size]
+            uids = [data.user_ids[u] for u in ub] if bins else None
+            items, scores = rec.rank_indices([ex.histories[u] for u in ub], ev.beam_size, ev.filter_seen, uids)
+            acc.add(items, torch.from_numpy(ex.targets[ub]))
+            for u, tgt, its, scs in zip(ub.tolist(), ex.targets[ub].tolist(), items.tolist(), scores.tolist()):
+                n = sum(1 for s in scs if s != float("-inf"))
+                row = {
                     "user_id": data.user_ids[u],
                     "target": data.item_ids[tgt],
-                    "items": [data.item_ids[i] if i >= 0 else None for i in items[:n]],
-                    "scores": [round(s, 5) for s in scores[:n]],
+                    "items": [rec.item_ids[i] if i >= 0 else None for i in its[:n]],
+                    "scores": [round(s, 5) for s in scs[:n]],
                 }
-                f.write(json.dumps(rec) + "\n")
+                f.write(json.dumps(row) + "\n")
             if bar is not None:
-                bar.update(len(db.users))
+                bar.update(len(ub))
     if bar is not None:
         bar.close()
     out = acc.result()
     out["users_per_second"] = round(len(users) / max(time.perf_counter() - t0, 1e-9), 1)
+    out["added_items"] = rec.n_items - data.n_items  # cold-start items served beside the trained ones
     return out
 
 
@@ -150,7 +163,7 @@ def exact_agreement(model: SIDGenerator, data: PreparedData, sids: SIDTable, cfg
 
 
 def run_recommend(cfg: Config, history: list[str], k: int = 10) -> dict[str, Any]:
-    """Top-``k`` items for a history of external item ids (oldest first).
+    """Top-``k`` items for a history of external item ids (oldest first), via :class:`sidrec.api.Recommender`.
 
     Uses ``cfg.eval.beam_size`` (at least ``k``) and ``cfg.eval.constrained``;
     ``cfg.eval.filter_seen`` drops the history's own items. Free-decoded SIDs that
@@ -158,23 +171,18 @@ def run_recommend(cfg: Config, history: list[str], k: int = 10) -> dict[str, Any
 
     Returns:
         ``{"history": [...], "recommendations": [{"item_id", "score"}, ...]}``, scores being
-        summed SID log-probabilities.
+        summed SID log-probabilities (SASRec: logits).
     """
+    from sidrec.api import Recommender
+
     if k < 1:
         raise SidrecError(f"recommend needs k >= 1, got {k}")
+    if not history:
+        raise SidrecError("recommend needs a non-empty history of item ids (--history ID [ID ...])")
     _check_eval_config(cfg)
-    model, sids, data = _load(cfg)
-    items = data.history_items(history)
-    trie = SIDTrie.build(sids.codes, sids.vocab_sizes, sids.representative)
-    beam = max(cfg.eval.beam_size, k)
-    model.eval()
-    with torch.inference_mode():
-        batch = make_history_batch([items], sids, None, n_user_bins(model))  # anonymous user: bin 0
-        exclude = torch.from_numpy(items)[None] if cfg.eval.filter_seen else None
-        ranked, scores = ranked_items(beam_search(model, batch, trie, beam, cfg.eval.constrained), exclude)
-    recs = [
-        {"item_id": data.item_ids[i], "score": round(s, 5)}
-        for i, s in zip(ranked[0].tolist(), scores[0].tolist())
-        if i >= 0
-    ][:k]
-    return {"history": list(history), "recommendations": recs}
+    rec = Recommender.from_config(cfg)
+    try:
+        recs = rec.recommend([history], k=k, exclude_seen=cfg.eval.filter_seen)[0]
+    except SidrecError as e:
+        raise SidrecError(str(e).removeprefix("history 0: ")) from None
+    return {"history": list(history), "recommendations": [{"item_id": r.item_id, "score": r.score} for r in recs]}

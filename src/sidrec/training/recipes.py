@@ -57,7 +57,7 @@ def _evaluate_sid(cfg: Config, save_predictions: bool, exact_users: int, progres
 
 
 def _recommend_sid(cfg: Config, history: list[str], k: int) -> dict[str, Any]:
-    from sidrec.generation.stage import run_recommend
+    from sidrec.generation.stage import run_recommend  # any method, through sidrec.api.Recommender
 
     return run_recommend(cfg, history, k=k)
 
@@ -88,30 +88,9 @@ def _evaluate_sasrec(cfg: Config, save_predictions: bool, exact_users: int, prog
     return result
 
 
-def _recommend_sasrec(cfg: Config, history: list[str], k: int) -> dict[str, Any]:
-    import torch
-
-    from sidrec.data.prepared import PreparedData
-    from sidrec.models.sasrec import pad_histories
-    from sidrec.training.sasrec import load_sasrec
-
-    if k < 1:
-        raise SidrecError(f"recommend needs k >= 1, got {k}")
-    data = PreparedData(cfg.paths.data)
-    items = data.history_items(history)
-    model = load_sasrec(cfg.paths.model)
-    with torch.inference_mode():
-        scores = model.scores(pad_histories([items], model.pad_idx, model.max_history))[0]  # (n_items,)
-        if cfg.eval.filter_seen:
-            scores[torch.from_numpy(items)] = float("-inf")
-        top = torch.topk(scores, min(k, data.n_items))
-    recs = [{"item_id": data.item_ids[i], "score": round(float(s), 5)} for i, s in zip(top.indices.tolist(), top.values.tolist())]
-    return {"history": history, "recommendations": recs}
-
-
 RECIPES: dict[str, Recipe] = {
     "sid": Recipe(_train_sid, _evaluate_sid, _recommend_sid),
-    "sasrec": Recipe(_train_sasrec, _evaluate_sasrec, _recommend_sasrec),
+    "sasrec": Recipe(_train_sasrec, _evaluate_sasrec, _recommend_sid),  # one path: sidrec.api.Recommender
     "unigrec": Recipe(_train_unigrec, _evaluate_sid, _recommend_sid),
 }
 
