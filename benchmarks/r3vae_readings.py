@@ -57,6 +57,7 @@ VARIANTS: dict[str, dict] = {
     # and Table 8's STE arm with its quantiser losses at that scale (point 5)
     "default": dict(),
     "ste-default": dict(ablate=("rating",)),
+    "no-init-default": dict(init="none"),  # Fig. 4's "w/o K-Means initialization" at the defaults
 }
 
 
