@@ -232,10 +232,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.overrides = list(getattr(args, "overrides", [])) + extra
     try:
         args.fn(args)
-    except (SidrecError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+    except (SidrecError, OSError, UnicodeDecodeError) as e:
+        # OSError: a path that is a file, a directory, missing or not ours (errno + path);
+        # UnicodeDecodeError reaching here is a text input the loaders did not name.
         if os.environ.get("SIDREC_DEBUG"):
             raise
-        msg = str(e) if isinstance(e, SidrecError) else f"{e.strerror}: {e.filename}"
+        if isinstance(e, SidrecError):
+            msg = str(e)
+        elif isinstance(e, UnicodeDecodeError):
+            msg = f"input is not UTF-8 text ({e.reason} at byte {e.start})"
+        else:
+            msg = f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
         print(f"error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
