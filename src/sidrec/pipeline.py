@@ -29,9 +29,9 @@ def _tokenize(cfg: Config, progress: bool) -> dict[str, Any]:
 
 
 def _train(cfg: Config, progress: bool) -> dict[str, Any]:
-    from sidrec.training.recipes import train
+    from sidrec.training.recipes import has_checkpoint, train
 
-    return train(cfg, resume=True, progress=progress)
+    return train(cfg, resume=has_checkpoint(cfg), progress=progress)  # continue an interrupted `sidrec run`
 
 
 def _evaluate(cfg: Config, progress: bool) -> dict[str, Any]:

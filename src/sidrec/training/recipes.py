@@ -132,6 +132,14 @@ def trained_method(cfg: Config) -> str:
     return read_json(path, "recipe record")["method"] if path.is_file() else cfg.train.method
 
 
+def has_checkpoint(cfg: Config) -> bool:
+    """Whether the run's model directory holds a resumable checkpoint (of any recipe)."""
+    from sidrec.training.loop import LAST
+    from sidrec.training.sasrec import CHECKPOINT
+
+    return any((cfg.paths.model / name).is_file() for name in (LAST, CHECKPOINT))
+
+
 def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train with ``cfg.train.method`` and record the method for evaluate/recommend."""
     recipe = _recipe(cfg.train.method)
