@@ -15,6 +15,7 @@ from sidrec.errors import SidrecError
 from sidrec.models.base import HistoryBatch
 from sidrec.tokenizers.sid_table import SIDTable
 from sidrec.training.stage import item_codes, load_trained_model, run_train
+from sidrec.rundir import record_stage
 from tests.conftest import write_sequences_dataset
 from tests.training.helpers import stub_validator
 
@@ -33,6 +34,7 @@ def run_dir(tmp_path):
     items = PreparedData(cfg.paths.data).item_ids
     codes = np.stack([np.arange(len(items)) % 4, np.arange(len(items)) // 4 % 5], axis=1)
     SIDTable.build(items, codes, [4, 5], "digit").save(cfg.paths.tokenizer)
+    record_stage(cfg.paths.tokenizer)  # a hand-made stage: recorded as `sidrec tokenize` would
     return tmp_path / "run"
 
 

@@ -16,6 +16,7 @@ from sidrec.checkpoint import load_state
 from sidrec.training.loop import LAST, Interrupted
 from sidrec.training.stage import load_trained_model
 from sidrec.training.unigrec import UniGRecConfig, run_unigrec
+from sidrec.rundir import record_stage
 from tests.generation.toy_generator import write_toy_prepared
 
 # stage 1 runs the soft-rqvae tokenizer when it is registered; any RQ-VAE-style module works for stage 2
@@ -27,7 +28,8 @@ def _workdir(root, n_items=30):
     rng = np.random.default_rng(0)
     (root / "embeddings").mkdir()
     np.save(root / "embeddings" / "embeddings.npy", rng.normal(size=(data.n_items, 16)).astype(np.float32))
-    write_json(root / "embeddings" / "meta.json", {"n_items": data.n_items, "item_ids": list(data.item_ids)})
+    write_json(root / "embeddings" / "meta.json", {"n_items": data.n_items, "dim": 16, "item_ids": list(data.item_ids)})
+    record_stage(root / "embeddings", inputs=("data",))  # as `sidrec embed` records it
     np.save(root / "teacher.npy", rng.normal(size=(data.n_items, 8)).astype(np.float32))
     return data
 

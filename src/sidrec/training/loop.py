@@ -35,6 +35,7 @@ from sidrec.checkpoint import load_state, save_state
 from sidrec.config import TrainConfig
 from sidrec.errors import SidrecError
 from sidrec.io import atomic_path, write_json
+from sidrec.rundir import record_stage
 from sidrec.training import distributed as D
 from sidrec.training.data import Batch, TrainData
 from sidrec.training.logs import TensorBoardLog, plot_curves, write_metrics_csv
@@ -115,6 +116,7 @@ def train(
     progress: bool = True,
     interrupt_at: int | None = None,
     settings: dict[str, Any] | None = None,
+    inputs: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` until early stopping or ``cfg.max_steps``; return the run summary.
 
@@ -130,6 +132,8 @@ def train(
         interrupt_at: test hook; raise :class:`Interrupted` right after this step.
         settings: what else the run depends on (config sections, input checksums), as JSON;
             stored in the checkpoint with ``cfg`` and ``seed``, and a resume must match all of it.
+        inputs: sibling stages of ``out_dir`` the model is built from (``("data", "tokenizer")``);
+            if given, ``out_dir/stage.json`` is re-recorded after every best checkpoint.
 
     Returns:
         Summary dict (best step and validation metrics, steps, epochs, samples/s, ...).
@@ -197,7 +201,7 @@ def train(
             }
             loss_acc = n_acc = 0.0
             win_samples, win_seconds = 0, 0.0
-            _evaluate(model, validate, state, row, cfg, out_dir, rank)
+            _evaluate(model, validate, state, row, cfg, out_dir, rank, inputs)
             if rank == 0:
                 write_metrics_csv(out_dir / "metrics.csv", state.rows)
                 plot_curves(out_dir / "curves.png", state.rows)
@@ -235,7 +239,8 @@ def _best_row(state: TrainState) -> dict[str, Any]:
     return next((r for r in state.rows if r["step"] == state.best_step), {})
 
 
-def _evaluate(model: nn.Module, validate: Validator, state: TrainState, row: dict[str, Any], cfg: TrainConfig, out_dir: Path, rank: int) -> None:
+def _evaluate(model: nn.Module, validate: Validator, state: TrainState, row: dict[str, Any], cfg: TrainConfig, out_dir: Path, rank: int,
+              inputs: tuple[str, ...] | None = None) -> None:
     """Validate on rank 0, share the result, update early stopping, keep the best weights."""
     metrics = None
     if rank == 0:
@@ -257,6 +262,8 @@ def _evaluate(model: nn.Module, validate: Validator, state: TrainState, row: dic
             with atomic_path(out_dir / BEST) as tmp:
                 save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
             write_json(out_dir / BEST_META, {"arch": model.arch, "config": model.config(), "step": state.step, "valid": metrics})
+            if inputs is not None:  # last: a kill before this leaves best.* that fail the old record's checksums
+                record_stage(out_dir, (BEST, BEST_META), inputs)
     else:
         state.bad_evals += 1
 
@@ -309,6 +316,7 @@ def check_resume(path: Path, saved: dict[str, Any], now: dict[str, Any]) -> None
     a, b = _flatten(saved), _flatten(now)
     diff = [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     if diff:
+        diff = [d if len(d) < 160 else d[:150] + " ..." for d in diff]  # checksums and long lists stay readable
         raise SidrecError(f"cannot resume {path}: the run's settings changed ({'; '.join(diff)}); "
                           "restore them, or train afresh with --overwrite")  # fmt: skip
 

@@ -33,13 +33,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from sidrec.checkpoint import check_finite
 from sidrec.config import SASRecConfig
 from sidrec.data.prepared import PreparedData
-from sidrec.checkpoint import check_finite
 from sidrec.errors import SidrecError
 from sidrec.io import atomic_path, load_safetensors, read_json, save_npy, write_json
 from sidrec.metrics.ranking import RankingAccumulator
 from sidrec.models.sasrec import SASRec, pad_histories
+from sidrec.rundir import record_stage
+from sidrec.training.loop import check_resume
 
 IGNORE = -100  # cross-entropy target of padding positions
 KS = (5, 10, 20, 30)
@@ -204,6 +206,7 @@ def train_sasrec(
     seed: int = 0,
     resume: bool = False,
     progress: bool = True,
+    inputs: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train SASRec with early stopping on validation NDCG@10, keeping the best weights.
 
@@ -214,6 +217,7 @@ def train_sasrec(
         seed: seeds initialisation, dropout and the per-epoch shuffles.
         resume: continue from ``out_dir/checkpoint.safetensors`` if present (same cfg and seed).
         progress: show a progress bar.
+        inputs: sibling stages of ``out_dir`` recorded in its ``stage.json`` with the best weights.
 
     Returns:
         ``best_epoch``, ``epochs`` run, ``stopped_early``, the best ``valid`` metrics,
@@ -237,9 +241,7 @@ def train_sasrec(
     if resume and not ckpt.is_file():
         raise SidrecError(f"nothing to resume: {out_dir} has no checkpoint ({CHECKPOINT}); run without --resume to start training")
     if resume:
-        saved = read_json(out_dir / "config.json", "SASRec config")
-        if saved != meta:
-            raise SidrecError(f"cannot resume {out_dir}: it was trained with {saved}, not {meta}")
+        check_resume(out_dir, read_json(out_dir / "config.json", "SASRec config"), meta)
         state = _load_checkpoint(ckpt, model, opt)
     else:
         write_json(out_dir / "config.json", meta)
@@ -258,6 +260,7 @@ def train_sasrec(
             if valid["ndcg@10"] > state["best_ndcg"]:
                 state |= {"best_ndcg": valid["ndcg@10"], "best_epoch": epoch, "bad_evals": 0, "best_valid": valid}
                 _save_weights(out_dir / "model.safetensors", model)
+                record_stage(out_dir, ("model.safetensors", "config.json"), inputs)
             else:
                 state["bad_evals"] += 1
                 state["done"] = state["bad_evals"] >= cfg.patience

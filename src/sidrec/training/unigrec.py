@@ -60,6 +60,7 @@ from sidrec.data.prepared import PreparedData
 from sidrec.embed.stage import load_embeddings
 from sidrec.errors import SidrecError
 from sidrec.io import write_json
+from sidrec.rundir import commit_stage, record_stage, retire_results
 from sidrec.models import build_model
 from sidrec.models.unigrec import SoftTokenizer, UniGRec
 from sidrec.tokenizers.base import CONFIG_FILE, Tokenizer
@@ -170,8 +171,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     teacher = torch.from_numpy(load_teacher(u.teacher, data.n_items)) if distil else None
     out = cfg.paths.model
     if not resume:
-        for name in (LAST, BEST, BEST_META, "metrics.csv", "train_summary.json"):
-            (out / name).unlink(missing_ok=True)
+        retire_results(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(dataclasses.replace(cfg, unigrec=u)), encoding="utf-8")
 
@@ -306,8 +306,9 @@ def _save_last(path: Path, model: UniGRec, opt: Any, opt_tok: Any, sched: Any, s
 def _finish(cfg: Config, tok: Tokenizer, soft: SoftTokenizer, state: UniGRecState, out: Path, n_batches: int,
             threads: int, model: UniGRec, resumed_from: int) -> dict[str, Any]:
     """Publish the best step's SID table to the tokenizer dir, save the live tokenizer, write the summary."""
-    if (out / BEST_SIDS / "sids.csv").is_file():
-        SIDTable.load(out / BEST_SIDS).save(cfg.paths.tokenizer)
+    if (out / BEST_SIDS / "sids.csv").is_file():  # the tokenizer stage is updated whole, then the model recorded against it
+        with commit_stage(cfg.paths.tokenizer, inputs=("embeddings",), keep=True) as tmp:
+            SIDTable.load(out / BEST_SIDS).save(tmp)
     module = tok.module_
     cb = module.codebooks if hasattr(module, "codebooks") else module.quantizer.codebooks
     with torch.no_grad():
@@ -334,4 +335,6 @@ def _finish(cfg: Config, tok: Tokenizer, soft: SoftTokenizer, state: UniGRecStat
         "parameters": sum(p.numel() for p in model.rec.parameters()),
     }
     write_json(out / "train_summary.json", summary)
+    if (out / BEST_META).is_file():
+        record_stage(out, (BEST, BEST_META), ("data", "tokenizer"))
     return summary
