@@ -94,7 +94,7 @@ def worker(stage: str, root: Path, first: int) -> None:
         version = 1 - version
 
 
-def setup(base: Path) -> tuple[Path, dict]:
+def setup(base: Path, train: bool = True) -> tuple[Path, dict]:
     """A run directory with every stage at version A, and the reference files of each version."""
     from sidrec.rundir import file_checksums
 
@@ -103,11 +103,12 @@ def setup(base: Path) -> tuple[Path, dict]:
         ref = base / f"ref{v}"
         run_stage("prepare", ref, v)
         refs[("prepare", v)] = file_checksums(ref / "data")
-        run_stage("embed", ref, 0)
-        run_stage("tokenize", ref, v)
-        refs[("tokenize", v)] = {"sids.csv": file_checksums(ref / "tokenizer", ["sids.csv"])["sids.csv"]}
+        tref = base / f"tref{v}"  # tokenizer refs: both seeds on data A, as in the run directory
+        for stage, version in (("prepare", 0), ("embed", 0), ("tokenize", v)):
+            run_stage(stage, tref, version)
+        refs[("tokenize", v)] = {"sids.csv": file_checksums(tref / "tokenizer", ["sids.csv"])["sids.csv"]}
     root = base / "run"
-    for stage in ("prepare", "embed", "tokenize", "train"):
+    for stage in ("prepare", "embed", "tokenize", "train")[: 4 if train else 3]:
         run_stage(stage, root, 0)
     return root, refs
 

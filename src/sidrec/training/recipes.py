@@ -154,6 +154,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, overwrite: b
     """
     recipe = _recipe(cfg.train.method)
     with lock(cfg.paths.root):
+        if resume and not has_checkpoint(cfg) and not (cfg.paths.model / "last.pt").is_file():  # (last.pt: the loop explains)
+            raise SidrecError(f"nothing to resume: {cfg.paths.model} has no training checkpoint; run without --resume to start training")
         check_fresh_start(cfg.paths.model, resume, overwrite)
         cfg.paths.model.mkdir(parents=True, exist_ok=True)
         write_json(cfg.paths.model / RECIPE_FILE, {"method": cfg.train.method})
