@@ -264,7 +264,7 @@ def test_damaged_inputs_are_one_line_errors(run, tmp_path, capsys):
     (src / "items.jsonl").write_text('{"item_id": "a", "title": "A"}\n', encoding="utf-8")
     code, err = _run(["prepare", str(src), "-w", str(tmp_path / "r"), "data.dataset=sequences"], capsys)
     assert code == 2 and f"{src}: input is not UTF-8 text" in err and err.count("\n") == 1
-    (src / "sequences.txt").write_text("u1 a b c d\n", encoding="utf-8")
+    (src / "sequences.txt").write_text("u1 a a a a\n", encoding="utf-8")
     afile = tmp_path / "a-file"
     afile.write_text("x")
     code, err = _run(["prepare", str(src), "-w", str(afile), "data.min_count=0"], capsys)
