@@ -38,7 +38,7 @@ TINY = [
     "train.max_steps=400", "train.eval_every=5", "train.batch_size=16", "train.device=cpu", "train.num_threads=1",
     "train.val_users=8", "train.warmup_steps=2", "eval.beam_size=10", "eval.ks=1,5", "eval.batch_size=8",
 ]  # fmt: skip
-DELAY = {"prepare": (0.6, 2.0), "tokenize": (2.0, 5.0), "train": (3.0, 9.0)}  # seconds after start: imports take ~1-3 s
+DELAY = {"prepare": (0.6, 2.0), "tokenize": (2.0, 5.0), "train": (3.0, 20.0)}  # seconds after start: imports take ~1-3 s
 
 
 def toy_raw(version: int):  # noqa: ANN201
@@ -113,6 +113,9 @@ def setup(base: Path, train: bool = True) -> tuple[Path, dict]:
     return root, refs
 
 
+REASONS: list[str] = []  # why each "refused" was refused (the one-line error), for the log
+
+
 def classify(stage: str, root: Path, refs: dict) -> str:
     """What a reader of ``stage`` gets after the kill: "A", "B", "refused", or "MIXED" (a failure)."""
     from sidrec.errors import SidrecError
@@ -133,7 +136,8 @@ def classify(stage: str, root: Path, refs: dict) -> str:
         else:
             check_stage(d)
             files = file_checksums(d, ["sids.csv"])
-    except SidrecError:
+    except SidrecError as e:
+        REASONS.append(str(e).split(": ", 1)[-1][:90])
         return "refused"
     for v in (0, 1):
         if files == refs[(stage, v)]:
@@ -174,7 +178,8 @@ def trial(stage: str, root: Path, refs: dict, rng: random.Random) -> dict:
     took = time.perf_counter() - t0
     temps = [p.name for p in root.iterdir() if p.name.startswith(".") and p.name != ".lock"]
     state = classify(stage, root, refs)
-    return {"stage": stage, "delay": round(delay, 2), "state": state, "lock_s": round(took, 3), "temps_left": temps,
+    why = REASONS[-1] if state == "refused" else ""
+    return {"stage": stage, "delay": round(delay, 2), "state": state, "why": why, "lock_s": round(took, 3), "temps_left": temps,
             "downstream_ok": downstream_ok(stage, root, state)}  # fmt: skip
 
 
@@ -197,7 +202,8 @@ def main(argv: list[str] | None = None) -> dict:
                 r = trial(stage, root, refs, rng)
                 results.append(r)
                 print(f"{stage} #{n}: killed after {r['delay']} s -> {r['state']}; lock taken in {r['lock_s']} s; "
-                      f"temporaries left {r['temps_left'] or 'none'}; later stage consistent: {r['downstream_ok']}", flush=True)  # fmt: skip
+                      f"temporaries left {r['temps_left'] or 'none'}; later stage consistent: {r['downstream_ok']}"
+                      + (f" [{r['why']}]" if r["why"] else ""), flush=True)  # fmt: skip
             if stage == "prepare":  # later trials need data A again (tokenize/train read it)
                 run_stage("prepare", root, 0)
                 for s in ("embed", "tokenize", "train"):

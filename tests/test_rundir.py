@@ -333,3 +333,14 @@ def test_torch_state_round_trips_through_the_checkpoint_format(tmp_path):
     back = load_state(tmp_path / "s.safetensors")
     assert torch.equal(back["t"], state["t"]) and back[0] == (1, 2.5, None) and back["inf"] == -float("inf")
     assert back["rng"][0] == "MT19937" and np.array_equal(back["rng"][1], state["rng"][1])
+
+
+def test_a_run_directory_from_before_stage_records_is_refused_then_adopted(run, capsys):
+    from sidrec.rundir import RECORD, adopt
+
+    for stage in ("data", "embeddings", "tokenizer", "model"):
+        (run / stage / RECORD).unlink()
+    code, err = _run(["evaluate", "-w", str(run), "-q", *TINY], capsys)
+    assert code == 2 and "has no stage record" in err and err.count("\n") == 1
+    assert adopt(run) == ["data", "embeddings", "tokenizer", "model"]
+    assert _run(["evaluate", "-w", str(run), "-q", *TINY], capsys)[0] == 0

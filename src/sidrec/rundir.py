@@ -224,10 +224,8 @@ def commit_stage(final: str | Path, inputs: Iterable[str] = (), keep: bool = Fal
         tmp.mkdir(exist_ok=True)
         try:
             yield tmp
-            record_stage(tmp, inputs=())  # inputs are siblings of final, recorded below
-            rec = read_json(tmp / RECORD)
-            rec["inputs"] = {name: stage_files(root / name) for name in inputs}
-            write_json(tmp / RECORD, rec)
+            rec = record_stage(tmp, inputs=inputs)  # tmp is final's sibling: the same input stages
+            write_json(tmp / RECORD, {**rec, "stage": final.name})
             _fsync_tree(tmp)
             _swap(tmp, final)
         finally:

@@ -59,7 +59,7 @@ from sidrec.config import Config, UniGRecConfig, dump_config
 from sidrec.data.prepared import PreparedData
 from sidrec.embed.stage import load_embeddings
 from sidrec.errors import SidrecError
-from sidrec.io import write_json
+from sidrec.io import load_npy, write_json
 from sidrec.rundir import commit_stage, record_stage, retire_results
 from sidrec.models import build_model
 from sidrec.models.unigrec import SoftTokenizer, UniGRec
@@ -97,13 +97,13 @@ def load_teacher(path: str, n_items: int) -> np.ndarray:
     if p.is_dir():
         npy = p / "item_embeddings.npy"
         if npy.is_file():
-            emb = np.load(npy)
+            emb = load_npy(npy, "teacher embeddings")
         else:
             from sidrec.training.sasrec import export_item_embeddings
 
             emb = export_item_embeddings(p)
     else:
-        emb = np.load(p)
+        emb = load_npy(p, "teacher embeddings")
     if emb.ndim != 2 or emb.shape[0] != n_items:
         raise SidrecError(f"teacher {path}: expected shape ({n_items}, d), got {emb.shape}")
     return emb.astype(np.float32)
