@@ -38,7 +38,8 @@ TINY = [
     "train.max_steps=400", "train.eval_every=5", "train.batch_size=16", "train.device=cpu", "train.num_threads=1",
     "train.val_users=8", "train.warmup_steps=2", "eval.beam_size=10", "eval.ks=1,5", "eval.batch_size=8",
 ]  # fmt: skip
-DELAY = {"prepare": (0.6, 2.0), "tokenize": (2.0, 5.0), "train": (3.0, 20.0)}  # seconds after start: imports take ~1-3 s
+#: seconds between the worker's "ready" (imports done) and the kill; each range spans several write cycles
+DELAY = {"prepare": (0.0, 1.5), "tokenize": (0.0, 4.0), "train": (0.0, 15.0)}
 
 
 def toy_raw(version: int):  # noqa: ANN201
@@ -87,10 +88,15 @@ def run_stage(stage: str, root: Path, version: int) -> None:
 
 
 def worker(stage: str, root: Path, first: int) -> None:
-    """Rewrite ``stage`` forever, alternating versions, until killed."""
+    """Rewrite ``stage`` forever, alternating versions, until killed; one stdout line per finished write."""
+    import sidrec.tokenizers.stage  # noqa: F401  (imports first: the kill delay counts from "ready")
+    import sidrec.training.recipes  # noqa: F401
+
+    print("ready", flush=True)
     version = first
     while True:
         run_stage(stage, root, version)
+        print(f"wrote {version}", flush=True)
         version = 1 - version
 
 
@@ -164,12 +170,15 @@ def trial(stage: str, root: Path, refs: dict, rng: random.Random) -> dict:
     delay = rng.uniform(lo, hi)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, __file__, "--worker", stage, str(root), str(rng.randint(0, 1))], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"worker failed to start: {proc.communicate()[1][-500:]}")
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
+    out, err = proc.communicate()
+    writes = out.count("wrote ")
     if proc.returncode != -signal.SIGKILL:
-        raise RuntimeError(f"worker ended before the kill ({proc.returncode}): {err.decode()[-500:]}")
+        raise RuntimeError(f"worker ended before the kill ({proc.returncode}): {err[-500:]}")
     from sidrec.rundir import lock
 
     t0 = time.perf_counter()
@@ -179,7 +188,7 @@ def trial(stage: str, root: Path, refs: dict, rng: random.Random) -> dict:
     temps = [p.name for p in root.iterdir() if p.name.startswith(".") and p.name != ".lock"]
     state = classify(stage, root, refs)
     why = REASONS[-1] if state == "refused" else ""
-    return {"stage": stage, "delay": round(delay, 2), "state": state, "why": why, "lock_s": round(took, 3), "temps_left": temps,
+    return {"stage": stage, "delay": round(delay, 2), "writes": writes, "state": state, "why": why, "lock_s": round(took, 3), "temps_left": temps,
             "downstream_ok": downstream_ok(stage, root, state)}  # fmt: skip
 
 
@@ -201,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
             for n in range(args.trials):
                 r = trial(stage, root, refs, rng)
                 results.append(r)
-                print(f"{stage} #{n}: killed after {r['delay']} s -> {r['state']}; lock taken in {r['lock_s']} s; "
+                print(f"{stage} #{n}: killed {r['delay']} s after ready, {r['writes']} whole writes before -> {r['state']}; lock taken in {r['lock_s']} s; "
                       f"temporaries left {r['temps_left'] or 'none'}; later stage consistent: {r['downstream_ok']}"
                       + (f" [{r['why']}]" if r["why"] else ""), flush=True)  # fmt: skip
             if stage == "prepare":  # later trials need data A again (tokenize/train read it)
@@ -212,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
         "trials": len(results),
         "outcomes": {s: {k: sum(r["state"] == k for r in results if r["stage"] == s) for k in ("A", "B", "A|B", "refused", "MIXED")}
                      for s in args.stages.split(",")},  # fmt: skip
+        "writes_before_kill": {s: [r["writes"] for r in results if r["stage"] == s] for s in args.stages.split(",")},
         "mixed_accepted": sum(r["state"] == "MIXED" for r in results),
         "temporaries_left": sum(bool(r["temps_left"]) for r in results),
         "stale_downstream_accepted": sum(not r["downstream_ok"] for r in results),
