@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from sidrec.training.recipes import train
 
     cfg = _config(args)
-    result = train(cfg, resume=args.resume, progress=not args.quiet)
+    result = train(cfg, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     print(json.dumps(result, indent=2))
 
 
@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("embed", cmd_embed, "embed item text with a sentence-transformers encoder")
     add("tokenize", cmd_tokenize, "fit a SID tokenizer and write SIDs + SID quality metrics")
     p = add("train", cmd_train, "train the generative recommender (early stopping on validation NDCG@10)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint (same settings and inputs)")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous training run in this run directory")
     p.add_argument("--method", default=None, help="training recipe: sid (default), sasrec, unigrec (same as train.method=...)")
     p = add("evaluate", cmd_evaluate, "beam-search evaluation of the best checkpoint; writes metrics.json")
     p.add_argument("--save-predictions", action="store_true", help="also write predictions.jsonl")
@@ -248,10 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.overrides = list(getattr(args, "overrides", [])) + extra
     try:
         args.fn(args)
-    except (SidrecError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+    except (SidrecError, OSError, UnicodeDecodeError) as e:
+        # OSError: a path that is a file, a directory, missing or not ours (errno + path);
+        # UnicodeDecodeError reaching here is a text input the loaders did not name.
         if os.environ.get("SIDREC_DEBUG"):
             raise
-        msg = str(e) if isinstance(e, SidrecError) else f"{e.strerror}: {e.filename}"
+        if isinstance(e, SidrecError):
+            msg = str(e)
+        elif isinstance(e, UnicodeDecodeError):
+            msg = f"input is not UTF-8 text ({e.reason} at byte {e.start})"
+        else:
+            msg = f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
         print(f"error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -223,6 +223,9 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
         for part in reversed(key.strip().split(".")):
             nested = {part: nested}
         cfg = _merge(cfg, nested, prefix="", source=f"override {item!r}")
+    from sidrec.config_ranges import check_config
+
+    check_config(cfg)  # ranges last: an override may fix what the file set
     return cfg
 
 

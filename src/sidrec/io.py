@@ -75,6 +75,8 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise SidrecError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise SidrecError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
@@ -88,6 +90,8 @@ def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
         raise SidrecError(f"{what} not found: {path}")
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise SidrecError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:
         raise SidrecError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
 
@@ -115,3 +119,35 @@ def sha256_text(*parts: str) -> str:
 def sidrec_home() -> Path:
     """Cache root: ``$SIDREC_HOME`` or ``~/.cache/sidrec``."""
     return Path(os.environ.get("SIDREC_HOME", Path.home() / ".cache" / "sidrec"))
+
+
+def load_npy(path: str | os.PathLike, what: str = "array") -> np.ndarray:
+    """``np.load`` without pickles; a missing, truncated or object-dtype file is a one-line error."""
+    from sidrec.errors import SidrecError
+
+    path = Path(path)
+    if not path.is_file():
+        raise SidrecError(f"{what} not found: {path}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:  # object arrays, short files, bad headers
+        raise SidrecError(f"{path}: unreadable {what} ({str(e).splitlines()[0]})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        raise SidrecError(f"{path}: {what} must be a numeric .npy array, got {getattr(arr, 'dtype', type(arr).__name__)}")
+    return arr
+
+
+def load_safetensors(path: str | os.PathLike, what: str = "weights", framework: str = "pt") -> dict[str, Any]:
+    """All tensors of a safetensors file; a missing or damaged (e.g. truncated) file is a one-line error."""
+    from safetensors import safe_open
+
+    from sidrec.errors import SidrecError
+
+    path = Path(path)
+    if not path.is_file():
+        raise SidrecError(f"{what} not found: {path}")
+    try:
+        with safe_open(str(path), framework=framework) as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors' own error types: bad header, short file
+        raise SidrecError(f"{path}: damaged {what} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'})") from None

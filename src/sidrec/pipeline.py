@@ -8,6 +8,7 @@ from typing import Any
 
 from sidrec.config import Config, dump_config
 from sidrec.io import atomic_open, write_json
+from sidrec.rundir import lock
 
 
 def _prepare(cfg: Config, progress: bool) -> dict[str, Any]:
@@ -29,9 +30,9 @@ def _tokenize(cfg: Config, progress: bool) -> dict[str, Any]:
 
 
 def _train(cfg: Config, progress: bool) -> dict[str, Any]:
-    from sidrec.training.recipes import train
+    from sidrec.training.recipes import has_checkpoint, train
 
-    return train(cfg, resume=True, progress=progress)
+    return train(cfg, resume=has_checkpoint(cfg), progress=progress)  # continue an interrupted `sidrec run`
 
 
 def _evaluate(cfg: Config, progress: bool) -> dict[str, Any]:
@@ -58,8 +59,12 @@ def run_pipeline(cfg: Config, progress: bool = True, stages: tuple[str, ...] = t
     Returns:
         {"seconds": {stage: wall seconds}, "results": {stage: stage output}}.
     """
+    with lock(cfg.paths.root):  # one writer for the whole pipeline
+        return _run(cfg, progress, stages)
+
+
+def _run(cfg: Config, progress: bool, stages: tuple[str, ...]) -> dict[str, Any]:
     root = cfg.paths.root
-    root.mkdir(parents=True, exist_ok=True)
     with atomic_open(root / "run_config.yaml", "w", encoding="utf-8") as f:
         f.write(dump_config(cfg))
     from sidrec.training.recipes import SKIPPED_STAGES

@@ -10,6 +10,7 @@ from sidrec.embed import load_embeddings, render_item_text, resolve_model, run_e
 from sidrec.embed.text import check_text_fields
 from sidrec.errors import SidrecError
 from sidrec.io import read_json, save_npy
+from sidrec.rundir import record_stage
 
 
 def test_template_skips_missing_fields_and_flattens_categories():
@@ -82,7 +83,8 @@ def test_nan_embeddings_are_rejected_with_row_and_item(prepared: Config):
     save_npy(out / "embeddings.npy", emb)
     from sidrec.io import write_json
 
-    write_json(out / "meta.json", {"n_items": 5, "item_ids": [f"i{n}" for n in range(5)]})
+    write_json(out / "meta.json", {"n_items": 5, "dim": 4, "item_ids": [f"i{n}" for n in range(5)]})
+    record_stage(out, inputs=("data",))
     with pytest.raises(SidrecError, match=r"row 3 \(item 'i3'\) has NaN/inf"):
         load_embeddings(out)
     with pytest.raises(SidrecError, match="item order differs"):

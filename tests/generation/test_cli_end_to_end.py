@@ -5,6 +5,7 @@ import json
 import pytest
 
 from sidrec.cli import main
+from sidrec.rundir import record_stage
 from tests.generation.toy_generator import toy_sids_for, write_toy_prepared
 
 TINY = [
@@ -19,6 +20,7 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     data = write_toy_prepared(root / "data")
     toy_sids_for(data, [4, 4], "digit").save(root / "tokenizer")
+    record_stage(root / "tokenizer")  # a hand-made stage: recorded as `sidrec tokenize` would
     assert main(["train", "-w", str(root), "-q", *TINY]) == 0
     return root, data
 
@@ -57,6 +59,7 @@ def test_bad_inputs_after_training_are_one_line_errors(trained_run, capsys, args
 def test_missing_model_dir_is_a_one_line_error(tmp_path, capsys):
     data = write_toy_prepared(tmp_path / "data")
     toy_sids_for(data, [4, 4], "digit").save(tmp_path / "tokenizer")
+    record_stage(tmp_path / "tokenizer")
     assert main(["evaluate", "-w", str(tmp_path), "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: trained model (run `sidrec train` first) not found") and err.count("\n") == 1

@@ -12,6 +12,7 @@ from sidrec.config import DataConfig
 from sidrec.data import RawDataset, prepare
 from sidrec.io import save_npy, write_json
 from sidrec.tokenizers import Tokenizer, get_tokenizer
+from sidrec.rundir import record_stage
 
 N_ITEMS, DIM, K, LEVELS = 300, 16, 8, 2
 
@@ -58,4 +59,5 @@ def make_workdir(root: Path, n_items: int = 40, dim: int = 12, seed: int = 0) ->
     emb = rng.normal(size=(n, dim)).astype(np.float32)
     save_npy(root / "embeddings" / "embeddings.npy", emb)
     write_json(root / "embeddings" / "meta.json", {"n_items": n, "dim": dim, "item_ids": item_ids})
+    record_stage(root / "embeddings", inputs=("data",))  # as `sidrec embed` records it
     return root

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from sidrec.checkpoint import load_state, save_state
 from sidrec.training.loop import LAST, train
 from tests.training.helpers import stub_validator, toy_data, toy_model, train_cfg
 
@@ -32,7 +33,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         for arch in ARCHS:  # one spawn for both architectures (process start-up dominates)
             model = toy_model(arch, dropout=0.0)
             summary = train(model, toy_data(arch), stub_validator, train_cfg(**CFG), Path(out) / arch, seed=0, progress=False)
-            torch.save({"model": model.state_dict(), "summary": summary}, Path(out) / arch / f"rank{rank}.pt")
+            save_state(Path(out) / arch / f"rank{rank}.safetensors", {"model": model.state_dict(), "summary": summary})
     finally:
         dist.destroy_process_group()
 
@@ -49,7 +50,7 @@ def test_two_gloo_ranks_match_single_process(tmp_path, ddp_run, arch):
     torch.set_num_threads(1)
     single = toy_model(arch, dropout=0.0)
     ref = train(single, toy_data(arch), stub_validator, train_cfg(**CFG), tmp_path / "single", seed=0, progress=False)
-    r0, r1 = (torch.load(ddp_run / arch / f"rank{r}.pt", weights_only=False) for r in range(2))
+    r0, r1 = (load_state(ddp_run / arch / f"rank{r}.safetensors") for r in range(2))
     for k in r0["model"]:
         assert torch.equal(r0["model"][k], r1["model"][k]), f"ranks diverged at {k}"
         torch.testing.assert_close(r0["model"][k], single.state_dict()[k], rtol=1e-4, atol=1e-5)
@@ -57,8 +58,8 @@ def test_two_gloo_ranks_match_single_process(tmp_path, ddp_run, arch):
     order = [u for epoch in range(CFG["max_steps"]) for u in data.epoch_batches(epoch)][: CFG["max_steps"]]
     expected_samples = sum(data._targets(u) for u in order)
     assert r0["summary"]["train_samples"] == r1["summary"]["train_samples"] == ref["train_samples"] == expected_samples
-    rows_ddp = torch.load(ddp_run / arch / LAST, weights_only=False)["state"]["rows"]
-    rows_one = torch.load(tmp_path / "single" / LAST, weights_only=False)["state"]["rows"]
+    rows_ddp = load_state(ddp_run / arch / LAST)["state"]["rows"]
+    rows_one = load_state(tmp_path / "single" / LAST)["state"]["rows"]
     for a, b in zip(rows_ddp, rows_one, strict=True):  # all-reduced loss sums = the single-process mean
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_ndcg@10"] == pytest.approx(b["val_ndcg@10"], rel=1e-5)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sidrec.checkpoint import load_state
+
 from sidrec.training.loop import BEST, LAST, Interrupted, train
 from tests.training.helpers import stub_validator, toy_data, toy_model, train_cfg, weights
 
@@ -20,7 +22,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, arch, kill_a
     assert (tmp_path / "cut" / LAST).is_file()  # last checkpoint is at step 4 or 8, before the kill
     resumed = train(toy_model(arch, seed=99), toy_data(arch), stub_validator, cfg, tmp_path / "cut", seed=3, resume=True, progress=False)
 
-    a, b = torch.load(tmp_path / "full" / LAST, weights_only=False), torch.load(tmp_path / "cut" / LAST, weights_only=False)
+    a, b = load_state(tmp_path / "full" / LAST), load_state(tmp_path / "cut" / LAST)
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
     assert [r["val_ndcg@10"] for r in a["state"]["rows"]] == [r["val_ndcg@10"] for r in b["state"]["rows"]]
@@ -53,4 +55,66 @@ def test_resuming_with_another_model_is_a_user_error(tmp_path):
     torch.set_num_threads(1)
     train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=4), tmp_path, seed=0, progress=False)
     with pytest.raises(SidrecError, match="different model"):
-        train(toy_model("deconly"), toy_data("deconly"), stub_validator, train_cfg(max_steps=8), tmp_path, seed=0, resume=True, progress=False)
+        train(toy_model("deconly"), toy_data("deconly"), stub_validator, train_cfg(max_steps=4), tmp_path, seed=0, resume=True, progress=False)
+
+
+def test_resume_with_changed_settings_lists_every_difference(tmp_path):
+    from sidrec.errors import SidrecError
+
+    torch.set_num_threads(1)
+    train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=4), tmp_path, seed=0, progress=False)
+    with pytest.raises(SidrecError, match=r"settings changed \(seed: 0 -> 1; train.batch_size: 16 -> 8; train.lr: 0.003 -> 0.001\)"):
+        train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=4, lr=1e-3, batch_size=8), tmp_path, seed=1, resume=True, progress=False)
+    # device and thread count do not change what is computed: a resume may change them
+    again = train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=4, num_threads=1, device="cpu"), tmp_path, seed=0,
+                  resume=True, progress=False)  # fmt: skip
+    assert again["steps"] == 4
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path):
+    from sidrec.errors import SidrecError
+
+    with pytest.raises(SidrecError, match="nothing to resume: .* has no checkpoint"):
+        train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=4), tmp_path, seed=0, resume=True, progress=False)
+
+
+class _Payload:
+    """Unpickling this creates a file: what a crafted ``last.pt`` could do."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (str(self.target), "w"))
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path):
+    import pickle
+
+    from sidrec.errors import SidrecError
+
+    torch.set_num_threads(1)
+    target = tmp_path / "pwned"
+    evil = pickle.dumps({"model": _Payload(target)})
+    # 1. a legacy pickled last.pt: refused without unpickling
+    (tmp_path / "a").mkdir()
+    torch.save({"model": _Payload(target)}, tmp_path / "a" / "last.pt")
+    with pytest.raises(SidrecError, match="pickled checkpoint .* never loaded"):
+        train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=4), tmp_path / "a", seed=0, resume=True, progress=False)
+    # 2. pickle bytes where last.safetensors should be: a damaged file, not code
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / LAST).write_bytes(evil)
+    with pytest.raises(SidrecError, match="damaged training checkpoint"):
+        train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=4), tmp_path / "b", seed=0, resume=True, progress=False)
+    # 3. a genuine checkpoint truncated mid-file: one line, not a traceback
+    train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=4), tmp_path / "c", seed=0, progress=False)
+    raw = (tmp_path / "c" / LAST).read_bytes()
+    (tmp_path / "c" / LAST).write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(SidrecError, match="damaged training checkpoint"):
+        train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=4), tmp_path / "c", seed=0, resume=True, progress=False)
+    assert not target.exists()
+    import pickletools  # the crafted payload really does run code when unpickled (the test's premise)
+
+    assert any(op.name == "REDUCE" for op, _, _ in pickletools.genops(evil))
+    pickle.loads(evil)
+    assert target.exists()

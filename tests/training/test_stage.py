@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from sidrec.checkpoint import load_state
 from sidrec.config import load_config
 from sidrec.data import load_dataset, prepare
 from sidrec.errors import SidrecError
 from sidrec.models.base import HistoryBatch
 from sidrec.tokenizers.sid_table import SIDTable
 from sidrec.training.stage import item_codes, load_trained_model, run_train
+from sidrec.rundir import record_stage
 from tests.conftest import write_sequences_dataset
 from tests.training.helpers import stub_validator
 
@@ -32,6 +34,7 @@ def run_dir(tmp_path):
     items = PreparedData(cfg.paths.data).item_ids
     codes = np.stack([np.arange(len(items)) % 4, np.arange(len(items)) // 4 % 5], axis=1)
     SIDTable.build(items, codes, [4, 5], "digit").save(cfg.paths.tokenizer)
+    record_stage(cfg.paths.tokenizer)  # a hand-made stage: recorded as `sidrec tokenize` would
     return tmp_path / "run"
 
 
@@ -40,14 +43,14 @@ def test_run_train_writes_artifacts_and_the_best_model_reloads(run_dir, arch):
     cfg = load_config(None, [f"workdir={run_dir}", f"model.arch={arch}", "train.max_steps=6", "train.eval_every=3", "train.batch_size=8", "train.num_threads=1", *TINY])
     summary = run_train(cfg, progress=False, validate=stub_validator)
     out = cfg.paths.model
-    for name in ("best.safetensors", "best.json", "last.pt", "metrics.csv", "curves.png", "train_summary.json", "config.yaml"):
+    for name in ("best.safetensors", "best.json", "last.safetensors", "metrics.csv", "curves.png", "train_summary.json", "config.yaml"):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
     assert json.loads((out / "train_summary.json").read_text())["steps"] == summary["steps"] == 6
 
     model, sids, data = load_trained_model(cfg)
     assert not model.training and model.arch == arch
-    best = torch.load(out / "last.pt", weights_only=False)
+    best = load_state(out / "last.safetensors")
     if summary["best_step"] == 6:  # then best and last weights coincide
         assert all(torch.equal(best["model"][k], v) for k, v in model.state_dict().items())
     codes = torch.from_numpy(item_codes(data, sids))
@@ -58,9 +61,8 @@ def test_run_train_writes_artifacts_and_the_best_model_reloads(run_dir, arch):
 
 
 def test_run_train_user_errors(run_dir, tmp_path):
-    cfg = load_config(None, [f"workdir={run_dir}", "train.batch_size=0"])
-    with pytest.raises(SidrecError, match="train.batch_size must be positive"):
-        run_train(cfg, progress=False, validate=stub_validator)
+    with pytest.raises(SidrecError, match="train.batch_size must be >= 1, got 0"):  # refused at load, before any file is touched
+        load_config(None, [f"workdir={run_dir}", "train.batch_size=0"])
     empty = load_config(None, [f"workdir={tmp_path / 'nowhere'}"])
     with pytest.raises(SidrecError, match="trained model"):
         load_trained_model(empty)

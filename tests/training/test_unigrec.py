@@ -12,9 +12,11 @@ from sidrec.generation.evaluate import evaluate_split
 from sidrec.io import write_json
 from sidrec.tokenizers import available_tokenizers
 from sidrec.tokenizers.sid_table import SIDTable
-from sidrec.training.loop import Interrupted
+from sidrec.checkpoint import load_state
+from sidrec.training.loop import LAST, Interrupted
 from sidrec.training.stage import load_trained_model
 from sidrec.training.unigrec import UniGRecConfig, run_unigrec
+from sidrec.rundir import record_stage
 from tests.generation.toy_generator import write_toy_prepared
 
 # stage 1 runs the soft-rqvae tokenizer when it is registered; any RQ-VAE-style module works for stage 2
@@ -26,7 +28,8 @@ def _workdir(root, n_items=30):
     rng = np.random.default_rng(0)
     (root / "embeddings").mkdir()
     np.save(root / "embeddings" / "embeddings.npy", rng.normal(size=(data.n_items, 16)).astype(np.float32))
-    write_json(root / "embeddings" / "meta.json", {"n_items": data.n_items, "item_ids": list(data.item_ids)})
+    write_json(root / "embeddings" / "meta.json", {"n_items": data.n_items, "dim": 16, "item_ids": list(data.item_ids)})
+    record_stage(root / "embeddings", inputs=("data",))  # as `sidrec embed` records it
     np.save(root / "teacher.npy", rng.normal(size=(data.n_items, 8)).astype(np.float32))
     return data
 
@@ -78,8 +81,8 @@ def test_resume_replays_the_uninterrupted_run(tmp_path):
     assert strip(resumed["best_valid"]) == strip(full["best_valid"]) and resumed["steps"] == full["steps"]
     assert resumed["collision_per_epoch"] == full["collision_per_epoch"]
     assert full["resumed_from_step"] == 0 < resumed["resumed_from_step"] <= 5
-    wa = torch.load(tmp_path / "a" / "model" / "last.pt", weights_only=False)["model"]
-    wb = torch.load(tmp_path / "b" / "model" / "last.pt", weights_only=False)["model"]
+    wa = load_state(tmp_path / "a" / "model" / LAST)["model"]
+    wb = load_state(tmp_path / "b" / "model" / LAST)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     sa, sb = SIDTable.load(tmp_path / "a" / "tokenizer"), SIDTable.load(tmp_path / "b" / "tokenizer")
     assert np.array_equal(sa.codes, sb.codes)

@@ -62,6 +62,20 @@ _RUN_KEYS = {"name", "overrides", "paper", "script", "stages", "from", "skip_qui
 _RUN_REF = re.compile(r"\{run:([^{}]*)\}")  # "{run:NAME}" in an override value
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def safe_name(name: Any, what: str) -> str:
+    """``name`` if it can be one path component (letters, digits, ``._-``; no ``..``), else a one-line error.
+
+    Suite and run names become directory and file names; ``../x`` or ``a/b`` would
+    write outside the results directory.
+    """
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise SidrecError(f"{what} {name!r} is not a safe name: use 1-100 letters, digits, '.', '_' or '-' (no '..', no '/')")
+    return name
+
+
 def run_dir_name(run: str, seed: int) -> str:
     """Directory name of (run, seed) under ``WORK_ROOT/{quick,full}/SUITE/``."""
     return f"{run}-seed{seed}"
@@ -172,6 +186,7 @@ def available_suites(suite_dir: Path = SUITE_DIR) -> list[str]:
 
 def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
     """Load and validate ``suite_dir/<name>.yaml`` (every run's config is resolved once)."""
+    safe_name(name, "benchmark suite name")
     path = suite_dir / f"{name}.yaml"
     if not path.is_file():
         raise SidrecError(f"unknown benchmark suite {name!r}; available: {', '.join(available_suites(suite_dir)) or 'none'} (in {suite_dir})")
@@ -184,6 +199,7 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
         bad = set(r) - _RUN_KEYS
         if bad or "name" not in r:
             raise SidrecError(f"{path}: run {n}: needs a 'name' and only keys {', '.join(sorted(_RUN_KEYS))}")
+        safe_name(r["name"], f"{path}: run")
         stages = tuple(r.get("stages") or ())
         script = r.get("script", "")
         if script:  # relative to the suite file, so a suite runs from any working directory
@@ -200,7 +216,7 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
         if s not in STAGES:
             raise SidrecError(f"{path}: unknown stage {s!r}; valid stages: {', '.join(STAGES)}")
     suite = Suite(
-        name=raw.get("name", name),
+        name=safe_name(raw.get("name", name), f"{path}: suite name"),
         title=raw.get("title", name),
         paper=raw.get("paper", ""),
         dataset=raw.get("dataset", "amazon-beauty-2014"),

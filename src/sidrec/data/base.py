@@ -77,7 +77,11 @@ def load_dataset(cfg: DataConfig) -> RawDataset:
     """Run the loader named by ``cfg.dataset`` and validate its output."""
     if cfg.dataset not in _LOADERS:
         raise SidrecError(f"unknown dataset {cfg.dataset!r}; available: {', '.join(available_datasets())}")
-    ds = _LOADERS[cfg.dataset](cfg)
+    try:
+        ds = _LOADERS[cfg.dataset](cfg)
+    except UnicodeDecodeError as e:  # the loaders read text as UTF-8; name the input instead of a traceback
+        raise SidrecError(f"{cfg.path or cfg.dataset}: input is not UTF-8 text ({e.reason} at byte {e.start}); "
+                          "convert it to UTF-8") from None  # fmt: skip
     ds.check()
     return ds
 

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from sidrec.errors import SidrecError
 from sidrec.io import read_json
+from sidrec.rundir import stage_files
 
 SPLITS = ("valid", "test")
 
@@ -44,12 +45,18 @@ class PreparedData:
     def __init__(self, root: str | Path):
         root = Path(root)
         self.root = root
+        if not (root / "manifest.json").is_file():
+            raise SidrecError(f"prepared data manifest not found: {root / 'manifest.json'} (run `sidrec prepare` first)")
+        files = stage_files(root)  # every file whole and from one preparation (sha256 vs the stage record)
+        for name in ("manifest.json", "items.parquet", "sequences.parquet"):
+            if name not in files:
+                raise SidrecError(f"prepared data is incomplete: its stage record lacks {name} (re-run `sidrec prepare`)")
         self.manifest: dict[str, Any] = read_json(root / "manifest.json", "prepared data manifest (run `sidrec prepare` first)")
-        for name in ("items.parquet", "sequences.parquet"):
-            if not (root / name).is_file():
-                raise SidrecError(f"prepared data is incomplete: {root / name} is missing (re-run `sidrec prepare`)")
-        items = pq.read_table(root / "items.parquet")
-        seqs = pq.read_table(root / "sequences.parquet")
+        try:
+            items = pq.read_table(root / "items.parquet")
+            seqs = pq.read_table(root / "sequences.parquet")
+        except Exception as e:  # pyarrow's own error types
+            raise SidrecError(f"{root}: unreadable prepared data ({str(e).splitlines()[0]}); re-run `sidrec prepare`") from None
         self.item_ids: list[str] = items.column("item_id").to_pylist()
         self._items = items
         self.user_ids: list[str] = seqs.column("user_id").to_pylist()

@@ -5,7 +5,8 @@
 - ``items.parquet``: ``item_idx`` (0..N-1), ``item_id`` and the text fields (the Amazon
   ones, then any other text column the loader kept: ``genres``, ``tags``, ...),
 - ``sequences.parquet``: ``user_idx``, ``user_id``, ``items`` (item_idx list, chronological),
-- ``manifest.json``: counts, split sizes, parameters, sha256 of inputs and outputs.
+- ``manifest.json``: counts, split sizes, parameters, sha256 of inputs and outputs,
+- ``stage.json``: the stage record (:mod:`sidrec.rundir`); the directory is committed whole.
 
 Splits are derived from the sequences, never stored twice: for each user the
 last item is the test target, the second-to-last the validation target, the
@@ -25,7 +26,8 @@ import pyarrow.parquet as pq
 from sidrec.config import DataConfig, config_to_dict
 from sidrec.data.base import TEXT_FIELDS, RawDataset, natural_key
 from sidrec.errors import SidrecError
-from sidrec.io import atomic_path, sha256_file, write_json
+from sidrec.io import sha256_file, write_json
+from sidrec.rundir import commit_stage
 
 #: A user needs one train item, a validation target and a test target.
 MIN_SEQUENCE_LENGTH = 3
@@ -83,12 +85,17 @@ def prepare(raw: RawDataset, cfg: DataConfig, out_dir: str | Path) -> dict[str, 
             "items": pa.array([[item_index[i] for i in seqs[u]] for u in user_ids], pa.list_(pa.int32())),
         }
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
     outputs = {"items.parquet": pa.table(items_cols), "sequences.parquet": seq_table}
-    for name, table in outputs.items():
-        with atomic_path(out_dir / name) as tmp:
-            pq.write_table(table, tmp)
+    with commit_stage(out_dir) as tmp:  # the three files appear together or not at all
+        for name, table in outputs.items():
+            pq.write_table(table, tmp / name)
+        manifest = _manifest(raw, cfg, user_ids, item_ids, seqs, {name: sha256_file(tmp / name) for name in outputs})
+        write_json(tmp / "manifest.json", manifest)
+    return manifest
 
+
+def _manifest(raw: RawDataset, cfg: DataConfig, user_ids: list[str], item_ids: list[str], seqs: dict[str, list[str]],
+              outputs: dict[str, str]) -> dict[str, Any]:  # fmt: skip
     lengths = [len(seqs[u]) for u in user_ids]
     n_train_items = [n - 2 for n in lengths]
     manifest = {
@@ -108,9 +115,8 @@ def prepare(raw: RawDataset, cfg: DataConfig, out_dir: str | Path) -> dict[str, 
             "sliding_window_samples": sum(n - 1 for n in n_train_items),
         },
         "inputs": {str(p): sha256_file(p) for p in raw.sources},
-        "outputs": {name: sha256_file(out_dir / name) for name in outputs},
+        "outputs": outputs,
     }
-    write_json(out_dir / "manifest.json", manifest)
     return manifest
 
 

@@ -14,7 +14,8 @@ from sidrec.data.prepared import PreparedData
 from sidrec.embed.encoder import embed_texts, resolve_model
 from sidrec.embed.text import check_text_fields, render_item_text
 from sidrec.errors import SidrecError
-from sidrec.io import read_json, save_npy, sha256_text, sidrec_home, write_json
+from sidrec.io import load_npy, read_json, save_npy, sha256_text, sidrec_home, write_json
+from sidrec.rundir import check_stage, commit_stage, lock
 
 
 def run_embed(cfg: Config, progress: bool = True) -> dict[str, Any]:
@@ -23,6 +24,11 @@ def run_embed(cfg: Config, progress: bool = True) -> dict[str, Any]:
     The cache key is (items.parquet sha256, model, fields, template): re-running with the
     same inputs copies the cached vectors instead of re-encoding.
     """
+    with lock(cfg.paths.root):  # no other writer between reading the data and committing the vectors
+        return _embed(cfg, progress)
+
+
+def _embed(cfg: Config, progress: bool) -> dict[str, Any]:
     data = PreparedData(cfg.paths.data)
     check_text_fields(cfg.embed.fields, cfg.embed.template, data.text_columns)
     model_id = resolve_model(cfg.embed.model)
@@ -32,9 +38,10 @@ def run_embed(cfg: Config, progress: bool = True) -> dict[str, Any]:
     cache = sidrec_home() / "embeddings" / key
     out = cfg.paths.embeddings
     if (cache / "embeddings.npy").is_file() and (cache / "meta.json").is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("embeddings.npy", "meta.json"):
-            _copy_atomic(cache / name, out / name)
+        with commit_stage(out, inputs=("data",)) as tmp:
+            for name in ("embeddings.npy", "meta.json"):
+                shutil.copyfile(cache / name, tmp / name)
+            _check(tmp, data.item_ids)  # a damaged cache entry must not become a run's embeddings
         meta = read_json(out / "meta.json")
         meta["cached"] = True
         return meta
@@ -59,19 +66,14 @@ def run_embed(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "item_ids": data.item_ids,  # row n of embeddings.npy is item_ids[n]
         "example_text": texts[0] if texts else "",
     }
-    for target in (cache, out):
-        target.mkdir(parents=True, exist_ok=True)
-        save_npy(target / "embeddings.npy", emb)
-        write_json(target / "meta.json", meta)
+    cache.mkdir(parents=True, exist_ok=True)
+    save_npy(cache / "embeddings.npy", emb)
+    write_json(cache / "meta.json", meta)
+    with commit_stage(out, inputs=("data",)) as tmp:
+        save_npy(tmp / "embeddings.npy", emb)
+        write_json(tmp / "meta.json", meta)
     meta["cached"] = False
     return meta
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    from sidrec.io import atomic_path
-
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
 
 
 def load_embeddings(root: str | Path, item_ids: list[str] | None = None) -> np.ndarray:
@@ -82,14 +84,23 @@ def load_embeddings(root: str | Path, item_ids: list[str] | None = None) -> np.n
         item_ids: if given, the rows must be in exactly this item order.
     """
     root = Path(root)
+    read_json(root / "meta.json", "embeddings metadata (run `sidrec embed` first)")
+    if not (root / "embeddings.npy").is_file():
+        raise SidrecError(f"embeddings not found: {root / 'embeddings.npy'} (run `sidrec embed` first)")
+    check_stage(root)  # whole, and built from the prepared data now in the run directory
+    return _check(root, item_ids)
+
+
+def _check(root: Path, item_ids: list[str] | None) -> np.ndarray:
+    """Load ``root/embeddings.npy`` and check it against ``meta.json`` (shape, width, item order, finite)."""
     meta = read_json(root / "meta.json", "embeddings metadata (run `sidrec embed` first)")
     path = root / "embeddings.npy"
-    if not path.is_file():
-        raise SidrecError(f"embeddings not found: {path} (run `sidrec embed` first)")
-    emb = np.load(path)
-    if emb.ndim != 2 or emb.shape[0] != meta["n_items"]:
-        raise SidrecError(f"{path}: expected shape ({meta['n_items']}, d), got {emb.shape}")
-    if item_ids is not None and meta["item_ids"] != list(item_ids):
+    emb = load_npy(path, "embeddings")
+    if emb.ndim != 2 or emb.shape[0] != meta.get("n_items"):
+        raise SidrecError(f"{path}: expected shape ({meta.get('n_items')}, d), got {emb.shape}")
+    if emb.shape[1] != meta.get("dim"):
+        raise SidrecError(f"{path}: rows have width {emb.shape[1]}, but {root / 'meta.json'} says dim {meta.get('dim')}; re-run `sidrec embed`")
+    if item_ids is not None and meta.get("item_ids") != list(item_ids):
         raise SidrecError(f"{path}: item order differs from the prepared data; re-run `sidrec embed`")
     if not np.isfinite(emb).all():
         bad = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])

@@ -47,6 +47,9 @@ def build_model(model_cfg: ModelConfig, vocab_sizes: list[int], max_history: int
     """
     if model_cfg.arch not in _MODELS:
         raise SidrecError(f"model.arch must be one of {', '.join(available_models())}, got {model_cfg.arch!r}")
+    from sidrec.config_ranges import check_section
+
+    check_section(model_cfg, "model")  # also for configs built in code, not loaded
     return _MODELS[model_cfg.arch].from_config(model_cfg, list(vocab_sizes), max_history)
 
 

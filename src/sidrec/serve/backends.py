@@ -171,11 +171,13 @@ class SASRecBackend:
 
     def __init__(self, cfg: Config, device: str):
         from sidrec.data.prepared import PreparedData
+        from sidrec.rundir import check_stage
         from sidrec.threads import set_threads
         from sidrec.training.sasrec import load_sasrec
 
         set_threads(cfg.train.num_threads)
         self.cfg = cfg
+        check_stage(cfg.paths.model)  # whole, and trained on the prepared data now in the run directory
         self.data = PreparedData(cfg.paths.data)
         self.model = load_sasrec(cfg.paths.model).to(device)
         if self.model.n_items != self.data.n_items:

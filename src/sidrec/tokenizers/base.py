@@ -290,8 +290,6 @@ class Tokenizer:
     @classmethod
     def load(cls, root: str | Path) -> Tokenizer:
         """Load a tokenizer written by :meth:`save` (any registered method)."""
-        from safetensors.numpy import load_file
-
         root = Path(root)
         meta = read_json(root / CONFIG_FILE, "tokenizer config (run `sidrec tokenize` first)")
         if meta.get("format") != FORMAT_VERSION:
@@ -305,7 +303,9 @@ class Tokenizer:
         tok = klass(**params)
         for key, value in meta["state"].items():
             setattr(tok, key, value)
-        tok._restore(load_file(str(root / STATE_FILE)))
+        from sidrec.io import load_safetensors
+
+        tok._restore(load_safetensors(root / STATE_FILE, "tokenizer weights", framework="numpy"))
         return tok
 
     def __repr__(self) -> str:

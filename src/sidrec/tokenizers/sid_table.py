@@ -15,6 +15,7 @@ plus ``sid_table.json`` (vocabulary size per position, policy, seed).
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,11 @@ class SIDTable:
         if not path.is_file():
             raise SidrecError(f"SID file not found: {path} (run `sidrec tokenize` first)")
         item_ids, rows = [], []
-        with open(path, newline="", encoding="utf-8") as f:
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SidrecError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-run `sidrec tokenize`") from None
+        with io.StringIO(text, newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if not header or header[0] != "item_id":
@@ -123,5 +128,11 @@ class SIDTable:
                 item_ids.append(rec[0])
         codes = np.array(rows, dtype=np.int64).reshape(len(rows), len(header) - 1)
         rep = np.zeros(len(item_ids), dtype=bool)
-        rep[np.asarray(meta["representative"], dtype=np.int64)] = True
-        return cls(item_ids, codes, list(meta["vocab_sizes"]), meta["collision"], rep)
+        try:
+            rep[np.asarray(meta["representative"], dtype=np.int64)] = True
+            vocab, collision = [int(v) for v in meta["vocab_sizes"]], str(meta["collision"])
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise SidrecError(f"{root / 'sid_table.json'}: damaged SID table ({type(e).__name__}: {e}); re-run `sidrec tokenize`") from None
+        if len(vocab) != codes.shape[1] or (codes.size and (codes.min() < 0 or (codes >= np.array(vocab)).any())):
+            raise SidrecError(f"{path}: SID codes do not fit the vocabulary sizes {vocab} of {root / 'sid_table.json'}; re-run `sidrec tokenize`")
+        return cls(item_ids, codes, vocab, collision, rep)

@@ -5,7 +5,9 @@ Writes into ``workdir/tokenizer``:
 - ``tokenizer.json`` + ``tokenizer.safetensors``: the fitted tokenizer (:meth:`Tokenizer.load`);
 - ``sids.csv`` + ``sid_table.json``: the collision-resolved SID table (:class:`SIDTable`);
 - ``sid_metrics.json``: SID quality metrics (:mod:`sidrec.metrics.sid_quality`) and timings;
-- ``codebook_usage.png``: sorted codeword counts per level.
+- ``codebook_usage.png``: sorted codeword counts per level;
+- ``stage.json``: the stage record (checksums of these files and of the embeddings they
+  came from). The directory is written whole (:func:`sidrec.rundir.commit_stage`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sidrec.data.prepared import PreparedData
 from sidrec.embed.stage import load_embeddings
 from sidrec.io import atomic_path, write_json
 from sidrec.metrics.sid_quality import sid_quality
+from sidrec.rundir import commit_stage, lock
 from sidrec.threads import set_threads
 from sidrec.tokenizers.base import build_tokenizer
 from sidrec.tokenizers.sid_table import SIDTable
@@ -35,6 +38,11 @@ def run_tokenize(cfg: Config, progress: bool = True) -> dict[str, Any]:
     Returns:
         The metrics dict written to ``sid_metrics.json`` (includes ``fit_seconds``).
     """
+    with lock(cfg.paths.root):  # no other writer between reading the embeddings and committing the SIDs
+        return _tokenize(cfg, progress)
+
+
+def _tokenize(cfg: Config, progress: bool) -> dict[str, Any]:
     set_threads(cfg.train.num_threads)  # the training stage's policy: oversubscribed OpenMP stalls
     data = PreparedData(cfg.paths.data)
     emb = load_embeddings(cfg.paths.embeddings, data.item_ids)
@@ -47,9 +55,17 @@ def run_tokenize(cfg: Config, progress: bool = True) -> dict[str, Any]:
     encode_seconds = time.perf_counter() - t0
     table = SIDTable.build(data.item_ids, codes, tok.codebook_sizes, cfg.tokenizer.collision, seed=cfg.tokenizer.seed)
 
-    out = cfg.paths.tokenizer
-    tok.save(out)
-    table.save(out)
+    with commit_stage(cfg.paths.tokenizer, inputs=("embeddings",)) as out:
+        tok.save(out)
+        table.save(out)
+        metrics = _metrics(cfg, tok, table, emb, codes, fit_seconds, encode_seconds)
+        plot_codebook_usage(codes, tok.codebook_sizes, out / PLOT_FILE, title=f"{tok.name} on {emb.shape[0]:,} items")
+        write_json(out / METRICS_FILE, metrics)
+    return metrics
+
+
+def _metrics(cfg: Config, tok: Any, table: SIDTable, emb: np.ndarray, codes: np.ndarray, fit_seconds: float,
+             encode_seconds: float) -> dict[str, Any]:  # fmt: skip
     metrics: dict[str, Any] = {
         "method": tok.name,
         "params": tok.get_params(),
@@ -63,8 +79,6 @@ def run_tokenize(cfg: Config, progress: bool = True) -> dict[str, Any]:
         **sid_quality(emb, codes, tok.codebook_sizes, reconstructed=tok.decode(codes), latent=tok.latent(emb)),
         "config": config_to_dict(cfg.tokenizer),
     }
-    plot_codebook_usage(codes, tok.codebook_sizes, out / PLOT_FILE, title=f"{tok.name} on {emb.shape[0]:,} items")
-    write_json(out / METRICS_FILE, metrics)
     return metrics
 
 

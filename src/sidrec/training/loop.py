@@ -3,10 +3,12 @@
 Every ``eval_every`` steps rank 0 validates (beam search on the validation split
 through the injected ``validate`` function), the best model by validation NDCG@10
 is kept (``best.safetensors`` + ``best.json``), and a full checkpoint
-(``last.pt``: model, optimizer, scheduler, every rank's python/numpy/torch RNG
-state, data order position, step, metric history) is written atomically. The
+(``last.safetensors``: model, optimizer, scheduler, every rank's python/numpy/torch RNG
+state, data order position, step, metric history, the run's settings) is written
+atomically as safetensors + JSON (:mod:`sidrec.checkpoint`: loading it runs no code). The
 data order is a pure function of ``(seed, epoch)``, so a run killed at any moment
-and resumed from ``last.pt`` replays exactly what the uninterrupted run did.
+and resumed from ``last.safetensors`` replays exactly what the uninterrupted run did.
+A resume whose settings (``train`` section, seed, model, inputs) differ is refused.
 
 Under torchrun each rank takes a contiguous share of every global batch; losses
 are scaled so DDP's gradient average equals the gradient of the global-batch mean.
@@ -29,15 +31,19 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from sidrec.checkpoint import load_state, save_state
 from sidrec.config import TrainConfig
 from sidrec.errors import SidrecError
 from sidrec.io import atomic_path, write_json
+from sidrec.rundir import record_stage
 from sidrec.training import distributed as D
 from sidrec.training.data import Batch, TrainData
 from sidrec.training.logs import TensorBoardLog, plot_curves, write_metrics_csv
 
 Validator = Callable[[nn.Module], dict[str, float]]
-LAST, BEST, BEST_META = "last.pt", "best.safetensors", "best.json"
+LAST, BEST, BEST_META = "last.safetensors", "best.safetensors", "best.json"
+LEGACY_LAST = "last.pt"  # pickled checkpoints of sidrec < issue 15: never loaded (unpickling runs code)
+RESUME_FREE = ("device", "num_threads")  # train keys a resume may change: they do not change what is computed
 TIMING = ("val_seconds", "val_users_per_second")  # logged, but not metrics
 
 
@@ -109,6 +115,8 @@ def train(
     resume: bool = False,
     progress: bool = True,
     interrupt_at: int | None = None,
+    settings: dict[str, Any] | None = None,
+    inputs: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` until early stopping or ``cfg.max_steps``; return the run summary.
 
@@ -119,9 +127,13 @@ def train(
         cfg: the ``train`` config section.
         out_dir: where checkpoints and logs go.
         seed: seeds dropout (per rank) for a fresh run.
-        resume: continue from ``out_dir/last.pt`` if it exists.
+        resume: continue from ``out_dir/last.safetensors`` (an error if there is none).
         progress: show a tqdm bar (rank 0).
         interrupt_at: test hook; raise :class:`Interrupted` right after this step.
+        settings: what else the run depends on (config sections, input checksums), as JSON;
+            stored in the checkpoint with ``cfg`` and ``seed``, and a resume must match all of it.
+        inputs: sibling stages of ``out_dir`` the model is built from (``("data", "tokenizer")``);
+            if given, ``out_dir/stage.json`` is re-recorded after every best checkpoint.
 
     Returns:
         Summary dict (best step and validation metrics, steps, epochs, samples/s, ...).
@@ -135,8 +147,10 @@ def train(
     sched = lr_scheduler(opt, cfg)
     state = TrainState()
     last = out_dir / LAST
-    if resume and last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=False)
+    run_settings = resume_settings(cfg, seed, settings)
+    if resume:
+        ck = load_checkpoint(out_dir)
+        check_resume(last, ck["settings"], run_settings)
         if ck["world"] != world:
             raise SidrecError(f"{last} was written by {ck['world']} ranks; resume with the same number, got {world}")
         if ck["arch"] != model.arch or ck["config"] != model.config():
@@ -187,7 +201,7 @@ def train(
             }
             loss_acc = n_acc = 0.0
             win_samples, win_seconds = 0, 0.0
-            _evaluate(model, validate, state, row, cfg, out_dir, rank)
+            _evaluate(model, validate, state, row, cfg, out_dir, rank, inputs)
             if rank == 0:
                 write_metrics_csv(out_dir / "metrics.csv", state.rows)
                 plot_curves(out_dir / "curves.png", state.rows)
@@ -197,7 +211,7 @@ def train(
                 state.stopped = f"early stop: no validation NDCG@10 gain in {cfg.patience} evaluations"
             elif state.step >= cfg.max_steps:
                 state.stopped = f"reached max_steps={cfg.max_steps}"
-            _save_last(last, model, opt, sched, state, world)
+            _save_last(last, model, opt, sched, state, world, run_settings)
         if interrupt_at is not None and state.step == interrupt_at:
             bar.close()
             raise Interrupted(f"interrupted after step {state.step}")
@@ -225,7 +239,8 @@ def _best_row(state: TrainState) -> dict[str, Any]:
     return next((r for r in state.rows if r["step"] == state.best_step), {})
 
 
-def _evaluate(model: nn.Module, validate: Validator, state: TrainState, row: dict[str, Any], cfg: TrainConfig, out_dir: Path, rank: int) -> None:
+def _evaluate(model: nn.Module, validate: Validator, state: TrainState, row: dict[str, Any], cfg: TrainConfig, out_dir: Path, rank: int,
+              inputs: tuple[str, ...] | None = None) -> None:
     """Validate on rank 0, share the result, update early stopping, keep the best weights."""
     metrics = None
     if rank == 0:
@@ -247,6 +262,8 @@ def _evaluate(model: nn.Module, validate: Validator, state: TrainState, row: dic
             with atomic_path(out_dir / BEST) as tmp:
                 save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
             write_json(out_dir / BEST_META, {"arch": model.arch, "config": model.config(), "step": state.step, "valid": metrics})
+            if inputs is not None:  # last: a kill before this leaves best.* that fail the old record's checksums
+                record_stage(out_dir, (BEST, BEST_META), inputs)
     else:
         state.bad_evals += 1
 
@@ -277,7 +294,44 @@ def lr_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def _save_last(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, state: TrainState, world: int) -> None:
+def resume_settings(cfg: TrainConfig, seed: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings a resumed run must share with the run that wrote the checkpoint (JSON)."""
+    train = {k: v for k, v in asdict(cfg).items() if k not in RESUME_FREE}
+    return {"train": train, "seed": seed, **(extra or {})}
+
+
+def load_checkpoint(out_dir: Path) -> dict[str, Any]:
+    """The resumable state in ``out_dir``; a one-line error when there is none or it is a legacy pickle."""
+    last = out_dir / LAST
+    if not last.is_file():
+        if (out_dir / LEGACY_LAST).is_file():
+            raise SidrecError(f"{out_dir / LEGACY_LAST} is a pickled checkpoint of an older sidrec, which is never loaded "
+                              "(unpickling can run code); train afresh with --overwrite")  # fmt: skip
+        raise SidrecError(f"nothing to resume: {out_dir} has no checkpoint ({LAST}); run without --resume to start training")
+    return load_state(last, "training checkpoint")
+
+
+def check_resume(path: Path, saved: dict[str, Any], now: dict[str, Any]) -> None:
+    """Refuse a resume whose settings differ from the checkpoint's, listing every difference."""
+    a, b = _flatten(saved), _flatten(now)
+    diff = [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if diff:
+        diff = [d if len(d) < 160 else d[:150] + " ..." for d in diff]  # checksums and long lists stay readable
+        raise SidrecError(f"cannot resume {path}: the run's settings changed ({'; '.join(diff)}); "
+                          "restore them, or train afresh with --overwrite")  # fmt: skip
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix.rstrip("."): list(d) if isinstance(d, tuple) else d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+
+
+def _save_last(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, state: TrainState, world: int,
+               settings: dict[str, Any]) -> None:
     rngs = D.gather_objects(_rng_state())
     if D.world_info()[0] == 0:
         ck = {
@@ -289,7 +343,7 @@ def _save_last(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: 
             "state": asdict(state),
             "rng": rngs,
             "world": world,
+            "settings": settings,
         }
-        with atomic_path(path) as tmp:
-            torch.save(ck, tmp)
+        save_state(path, ck)
     D.barrier()

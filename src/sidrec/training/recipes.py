@@ -22,6 +22,7 @@ from typing import Any
 from sidrec.config import Config
 from sidrec.errors import SidrecError
 from sidrec.io import read_json, write_json
+from sidrec.rundir import check_fresh_start, check_stage, lock, retire_results
 
 RECIPE_FILE = "recipe.json"
 
@@ -71,7 +72,10 @@ def _train_sasrec(cfg: Config, resume: bool, progress: bool) -> dict[str, Any]:
     from sidrec.threads import set_threads
 
     set_threads(cfg.train.num_threads)
-    result = train_sasrec(PreparedData(cfg.paths.data), cfg.paths.model, cfg.sasrec, seed=cfg.seed, resume=resume, progress=progress)
+    data = PreparedData(cfg.paths.data)
+    if not resume:
+        retire_results(cfg.paths.model)  # check_fresh_start allowed it (--overwrite)
+    result = train_sasrec(data, cfg.paths.model, cfg.sasrec, seed=cfg.seed, resume=resume, progress=progress, inputs=("data",))
     export_item_embeddings(cfg.paths.model)  # ready as UniGRec's teacher (unigrec.teacher=RUN/model)
     return result
 
@@ -82,6 +86,7 @@ def _evaluate_sasrec(cfg: Config, save_predictions: bool, exact_users: int, prog
 
     if save_predictions or exact_users:
         raise SidrecError("--save-predictions and --exact apply to SID models; this run was trained with train.method=sasrec")
+    check_stage(cfg.paths.model)  # whole, and trained on the prepared data now in the run directory
     metrics = evaluate_sasrec(cfg.paths.model, PreparedData(cfg.paths.data), cfg.eval.split, cfg.eval.ks, cfg.eval.filter_seen)
     result = {"split": cfg.eval.split, "method": "sasrec", "filter_seen": cfg.eval.filter_seen, "metrics": metrics}
     write_json(cfg.paths.eval / "metrics.json", result)
@@ -111,12 +116,28 @@ def trained_method(cfg: Config) -> str:
     return read_json(path, "recipe record")["method"] if path.is_file() else cfg.train.method
 
 
-def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train with ``cfg.train.method`` and record the method for evaluate/recommend."""
+def has_checkpoint(cfg: Config) -> bool:
+    """Whether the run's model directory holds a resumable checkpoint (of any recipe)."""
+    from sidrec.training.loop import LAST
+    from sidrec.training.sasrec import CHECKPOINT
+
+    return any((cfg.paths.model / name).is_file() for name in (LAST, CHECKPOINT))
+
+
+def train(cfg: Config, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Train with ``cfg.train.method`` and record the method for evaluate/recommend.
+
+    Holds the run directory's lock. A fresh run (no ``resume``) into a model directory
+    with a previous run's results is refused unless ``overwrite``.
+    """
     recipe = _recipe(cfg.train.method)
-    cfg.paths.model.mkdir(parents=True, exist_ok=True)
-    write_json(cfg.paths.model / RECIPE_FILE, {"method": cfg.train.method})
-    return recipe.train(cfg, resume, progress)
+    with lock(cfg.paths.root):
+        if resume and not has_checkpoint(cfg) and not (cfg.paths.model / "last.pt").is_file():  # (last.pt: the loop explains)
+            raise SidrecError(f"nothing to resume: {cfg.paths.model} has no training checkpoint; run without --resume to start training")
+        check_fresh_start(cfg.paths.model, resume, overwrite)
+        cfg.paths.model.mkdir(parents=True, exist_ok=True)
+        write_json(cfg.paths.model / RECIPE_FILE, {"method": cfg.train.method})
+        return recipe.train(cfg, resume, progress)
 
 
 def evaluate(cfg: Config, save_predictions: bool = False, exact_users: int = 0, progress: bool = True) -> dict[str, Any]:

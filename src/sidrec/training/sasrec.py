@@ -30,19 +30,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
+from sidrec.checkpoint import check_finite
 from sidrec.config import SASRecConfig
 from sidrec.data.prepared import PreparedData
 from sidrec.errors import SidrecError
-from sidrec.io import atomic_path, read_json, save_npy, write_json
+from sidrec.io import atomic_path, load_safetensors, read_json, save_npy, write_json
 from sidrec.metrics.ranking import RankingAccumulator
 from sidrec.models.sasrec import SASRec, pad_histories
+from sidrec.rundir import record_stage
+from sidrec.training.loop import check_resume
 
 IGNORE = -100  # cross-entropy target of padding positions
 KS = (5, 10, 20, 30)
 
+
+
+CHECKPOINT = "checkpoint.safetensors"
 
 
 def build_model(n_items: int, max_history: int, cfg: SASRecConfig) -> SASRec:
@@ -158,7 +164,7 @@ def _save_checkpoint(path: Path, model: SASRec, opt: torch.optim.Optimizer, stat
 
 def _load_checkpoint(path: Path, model: SASRec, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore what :func:`_save_checkpoint` wrote; returns the JSON state."""
-    tensors = load_file(str(path))
+    tensors = load_safetensors(path, "SASRec checkpoint")
     with safe_open(str(path), framework="pt") as f:
         state = json.loads(f.metadata()["state"])
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -185,7 +191,8 @@ def load_sasrec(out_dir: str | Path) -> SASRec:
     if not weights.is_file():
         raise SidrecError(f"SASRec weights not found: {weights} (training has not finished a validation pass)")
     model = build_model(meta["n_items"], meta["max_history"], SASRecConfig(**meta["train"]))
-    model.load_state_dict(load_file(str(weights)))
+    model.load_state_dict(load_safetensors(weights, "SASRec weights"))
+    check_finite(model, weights)
     return model.eval()
 
 
@@ -199,6 +206,7 @@ def train_sasrec(
     seed: int = 0,
     resume: bool = False,
     progress: bool = True,
+    inputs: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train SASRec with early stopping on validation NDCG@10, keeping the best weights.
 
@@ -209,6 +217,7 @@ def train_sasrec(
         seed: seeds initialisation, dropout and the per-epoch shuffles.
         resume: continue from ``out_dir/checkpoint.safetensors`` if present (same cfg and seed).
         progress: show a progress bar.
+        inputs: sibling stages of ``out_dir`` recorded in its ``stage.json`` with the best weights.
 
     Returns:
         ``best_epoch``, ``epochs`` run, ``stopped_early``, the best ``valid`` metrics,
@@ -219,7 +228,7 @@ def train_sasrec(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"arch": "sasrec", "n_items": data.n_items, "max_history": data.max_history, "seed": seed, "train": dataclasses.asdict(cfg)}
-    ckpt = out_dir / "checkpoint.safetensors"
+    ckpt = out_dir / CHECKPOINT
 
     torch.manual_seed(seed)
     model = build_model(data.n_items, data.max_history, cfg)
@@ -229,10 +238,10 @@ def train_sasrec(
         raise SidrecError("expected at least one train sequence with two or more items, got none")
 
     state: dict[str, Any] = {"epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "bad_evals": 0, "history": [], "wall_seconds": 0.0, "done": False}
-    if resume and ckpt.is_file():
-        saved = read_json(out_dir / "config.json", "SASRec config")
-        if saved != meta:
-            raise SidrecError(f"cannot resume {out_dir}: it was trained with {saved}, not {meta}")
+    if resume and not ckpt.is_file():
+        raise SidrecError(f"nothing to resume: {out_dir} has no checkpoint ({CHECKPOINT}); run without --resume to start training")
+    if resume:
+        check_resume(out_dir, read_json(out_dir / "config.json", "SASRec config"), meta)
         state = _load_checkpoint(ckpt, model, opt)
     else:
         write_json(out_dir / "config.json", meta)
@@ -251,6 +260,7 @@ def train_sasrec(
             if valid["ndcg@10"] > state["best_ndcg"]:
                 state |= {"best_ndcg": valid["ndcg@10"], "best_epoch": epoch, "bad_evals": 0, "best_valid": valid}
                 _save_weights(out_dir / "model.safetensors", model)
+                record_stage(out_dir, ("model.safetensors", "config.json"), inputs)
             else:
                 state["bad_evals"] += 1
                 state["done"] = state["bad_evals"] >= cfg.patience

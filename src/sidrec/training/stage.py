@@ -1,24 +1,28 @@
 """``sidrec train`` and the helpers the evaluation stages use to load its result.
 
-``run_evaluate`` / ``run_recommend`` live in :mod:`sidrec.generation.stage`; they are
-re-exported here (lazily) because the CLI imports them from this module.
+``run_evaluate`` / ``run_recommend`` live in :mod:`sidrec.generation.stage` (which
+imports :func:`load_trained_model` from here, never the other way round).
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
+
+from sidrec.checkpoint import check_finite
 
 from sidrec.config import Config, dump_config
 from sidrec.data.prepared import PreparedData
 from sidrec.errors import SidrecError
-from sidrec.io import read_json, write_json
+from sidrec.io import atomic_open, load_safetensors, read_json, write_json
 from sidrec.models import build_from_config, build_model
 from sidrec.models.base import user_bins
+from sidrec.rundir import check_stage, lock, retire_results
 from sidrec.threads import set_threads
 from sidrec.tokenizers.sid_table import SIDTable
 from sidrec.training import distributed as D
@@ -78,23 +82,30 @@ def run_train(cfg: Config, resume: bool = False, progress: bool = True, validate
     """Train the generative recommender of ``cfg.model`` on ``cfg.paths.data`` with ``cfg.paths.tokenizer`` SIDs.
 
     Writes to ``cfg.paths.model``: ``best.safetensors`` + ``best.json`` (best validation
-    NDCG@10), ``last.pt`` (full resumable checkpoint), ``metrics.csv``, ``tensorboard/``,
+    NDCG@10), ``stage.json`` (their checksums and those of the data and SID table they
+    come from), ``last.safetensors`` (full resumable checkpoint), ``metrics.csv``, ``tensorboard/``,
     ``curves.png``, ``train_summary.json`` and ``config.yaml``. Under torchrun
     (WORLD_SIZE > 1) every rank calls this and trains one DDP replica.
 
     Args:
         cfg: the run config.
-        resume: continue from ``last.pt`` when present (a finished run returns its summary).
+        resume: continue from ``last.safetensors`` (a finished run returns its summary); refused when
+            there is none or the settings or inputs changed. Without it, a previous run's results
+            are deleted just before the first step (``sidrec train`` asks for ``--overwrite`` first).
         progress: tqdm bar on rank 0.
         validate: override of the validation function (tests); default beam search.
 
     Returns:
         The training summary (also written as ``train_summary.json``).
     """
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun rank 0 writes and holds the lock
+        with lock(cfg.paths.root):
+            return _run_train(cfg, resume, progress, validate)
+    return _run_train(cfg, resume, progress, validate)
+
+
+def _run_train(cfg: Config, resume: bool, progress: bool, validate: Validator | None) -> dict[str, Any]:
     t = cfg.train
-    for name, v in (("batch_size", t.batch_size), ("max_steps", t.max_steps), ("eval_every", t.eval_every), ("patience", t.patience)):
-        if v <= 0:
-            raise SidrecError(f"train.{name} must be positive, got {v}")
     device = resolve_device(t.device)
     rank, world = D.init_distributed(device)
     if device.type == "cuda" and world > 1:  # one GPU per local rank
@@ -103,13 +114,10 @@ def run_train(cfg: Config, resume: bool = False, progress: bool = True, validate
     if world > 1 and t.batch_size < world:
         raise SidrecError(f"train.batch_size must be >= the number of ranks ({world}), got {t.batch_size}")
     threads = set_threads(t.num_threads)
+    inputs = {"data": check_stage(cfg.paths.data), "tokenizer": check_stage(cfg.paths.tokenizer)}  # whole and consistent
     data = PreparedData(cfg.paths.data)
     sids = SIDTable.load(cfg.paths.tokenizer)
     out = cfg.paths.model
-    if not resume and (out / "last.pt").exists() and rank == 0:
-        for name in ("last.pt", BEST, BEST_META, "metrics.csv", "train_summary.json"):
-            (out / name).unlink(missing_ok=True)  # a fresh run must not resume or report stale files
-    D.barrier()
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, sids.vocab_sizes, data.max_history).to(device)
     unit = getattr(model, "train_unit", "sample") if t.sliding_window else "sample"
@@ -117,11 +125,15 @@ def run_train(cfg: Config, resume: bool = False, progress: bool = True, validate
     if len(train_data) == 0:
         raise SidrecError(f"no training samples: users need at least 4 interactions, got {data.n_users} users")
     if rank == 0:
+        if not resume:  # only now, with config, inputs and model validated, may a previous run's results go
+            retire_results(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+        with atomic_open(out / "config.yaml", "w", encoding="utf-8") as f:
+            f.write(dump_config(cfg))
+    D.barrier()
     summary = train(
         model, train_data, validate or make_validator(cfg, data, sids), t, out, cfg.seed,
-        resume=resume, progress=progress,
+        resume=resume, progress=progress, settings={"model": asdict(cfg.model), "inputs": inputs}, inputs=("data", "tokenizer"),
     )  # fmt: skip
     summary.update(threads=threads, world_size=world, parameters=sum(p.numel() for p in model.parameters()))
     if rank == 0:
@@ -145,6 +157,7 @@ def load_trained_model(cfg: Config, device: str | torch.device = "cpu") -> tuple
     weights = cfg.paths.model / BEST
     if not weights.is_file():
         raise SidrecError(f"model weights not found: {weights} (run `sidrec train` first)")
+    check_stage(cfg.paths.model)  # whole, and trained on the data and SID table now in the run directory
     sids = SIDTable.load(cfg.paths.tokenizer)
     if list(meta["config"]["vocab_sizes"]) != list(sids.vocab_sizes):
         raise SidrecError(
@@ -153,22 +166,9 @@ def load_trained_model(cfg: Config, device: str | torch.device = "cpu") -> tuple
         )
     data = PreparedData(cfg.paths.data)
     model = build_from_config(meta["arch"], meta["config"])
-    model.load_state_dict(load_file(str(weights)))
+    model.load_state_dict(load_safetensors(weights, "model weights"))
+    check_finite(model, weights)
     return model.to(resolve_device(device) if isinstance(device, str) else device).eval(), sids, data
 
 
-def run_evaluate(cfg: Config, **kwargs: Any) -> dict[str, Any]:
-    """Re-export of :func:`sidrec.generation.stage.run_evaluate` (lazy import)."""
-    from sidrec.generation.stage import run_evaluate as _run
-
-    return _run(cfg, **kwargs)
-
-
-def run_recommend(cfg: Config, history: list[str], k: int = 10) -> Any:
-    """Re-export of :func:`sidrec.generation.stage.run_recommend` (lazy import)."""
-    from sidrec.generation.stage import run_recommend as _run
-
-    return _run(cfg, history, k=k)
-
-
-__all__ = ["load_trained_model", "run_evaluate", "run_recommend", "run_train"]
+__all__ = ["load_trained_model", "run_train"]

@@ -36,8 +36,9 @@ Outputs, so ``sidrec evaluate`` / ``sidrec recommend`` work unchanged:
 (arch ``encdec``, loadable by ``load_trained_model``); the SID table it was
 validated with is written to ``workdir/tokenizer/sids.csv`` + ``sid_table.json``
 (overwriting stage 1's, whose copy stays in ``workdir/tokenizer/stage1/``); the
-jointly trained tokenizer goes to ``workdir/model/tokenizer/``. ``last.pt`` is a
-full resumable checkpoint (both optimizers, RNG, the epoch's SID table).
+jointly trained tokenizer goes to ``workdir/model/tokenizer/``. ``last.safetensors`` is a
+full resumable checkpoint (both optimizers, RNG, the epoch's SID table) in
+:mod:`sidrec.checkpoint`'s code-free format.
 Single process (no DDP).
 """
 
@@ -58,13 +59,18 @@ from sidrec.config import Config, UniGRecConfig, dump_config
 from sidrec.data.prepared import PreparedData
 from sidrec.embed.stage import load_embeddings
 from sidrec.errors import SidrecError
-from sidrec.io import atomic_path, write_json
+from sidrec.io import load_npy, write_json
+from sidrec.rundir import commit_stage, record_stage, retire_results
 from sidrec.models import build_model
 from sidrec.models.unigrec import SoftTokenizer, UniGRec
 from sidrec.tokenizers.base import CONFIG_FILE, Tokenizer
 from sidrec.tokenizers.sid_table import SIDTable
 from sidrec.training.data import TrainData
-from sidrec.training.loop import BEST, BEST_META, LAST, TrainState, _evaluate, _rng_state, _set_rng_state, lr_scheduler
+from sidrec.checkpoint import save_state
+from sidrec.training.loop import (
+    BEST, BEST_META, LAST, TrainState, _evaluate, _rng_state, _set_rng_state, check_resume, load_checkpoint, lr_scheduler,
+    resume_settings,
+)  # fmt: skip
 from sidrec.training.logs import TensorBoardLog, plot_curves, write_metrics_csv
 from sidrec.threads import set_threads
 from sidrec.training.stage import make_validator, resolve_device
@@ -91,13 +97,13 @@ def load_teacher(path: str, n_items: int) -> np.ndarray:
     if p.is_dir():
         npy = p / "item_embeddings.npy"
         if npy.is_file():
-            emb = np.load(npy)
+            emb = load_npy(npy, "teacher embeddings")
         else:
             from sidrec.training.sasrec import export_item_embeddings
 
             emb = export_item_embeddings(p)
     else:
-        emb = np.load(p)
+        emb = load_npy(p, "teacher embeddings")
     if emb.ndim != 2 or emb.shape[0] != n_items:
         raise SidrecError(f"teacher {path}: expected shape ({n_items}, d), got {emb.shape}")
     return emb.astype(np.float32)
@@ -137,7 +143,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
 
     Args:
         cfg: the run config (``model`` = the encoder-decoder, ``train`` = budget, lr, validation).
-        resume: continue from ``workdir/model/last.pt`` when present.
+        resume: continue from ``workdir/model/last.safetensors`` (an error if there is none).
         progress: tqdm bar.
         ucfg: stage-2 settings; default ``cfg.unigrec`` if the config has that section, else defaults.
         interrupt_at: test hook; raise ``loop.Interrupted`` right after this step.
@@ -165,8 +171,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     teacher = torch.from_numpy(load_teacher(u.teacher, data.n_items)) if distil else None
     out = cfg.paths.model
     if not resume:
-        for name in (LAST, BEST, BEST_META, "metrics.csv", "train_summary.json"):
-            (out / name).unlink(missing_ok=True)
+        retire_results(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(dataclasses.replace(cfg, unigrec=u)), encoding="utf-8")
 
@@ -191,8 +196,10 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     opt_tok = torch.optim.AdamW(soft.parameters(), lr=u.tokenizer_lr, weight_decay=0.0)
     sched = lr_scheduler(opt, t)
     state = UniGRecState()
-    if resume and (out / LAST).is_file():
-        ck = torch.load(out / LAST, map_location="cpu", weights_only=False)
+    settings = resume_settings(t, cfg.seed, {"unigrec": dataclasses.asdict(u), "model": dataclasses.asdict(cfg.model)})
+    if resume:
+        ck = load_checkpoint(out)
+        check_resume(out / LAST, ck["settings"], settings)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         opt_tok.load_state_dict(ck["optimizer_tok"])
@@ -273,7 +280,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
                     bar.total = max_steps
                 else:
                     state.stopped = why
-            _save_last(out / LAST, model, opt, opt_tok, sched, state, table.codes)
+            _save_last(out / LAST, model, opt, opt_tok, sched, state, table.codes, settings)
         if interrupt_at is not None and state.step == interrupt_at:
             bar.close()
             tb.close()
@@ -288,18 +295,20 @@ def _collision(table: SIDTable) -> float:
     return round(1.0 - len(np.unique(table.codes[:, :-1], axis=0)) / len(table.codes), 6)
 
 
-def _save_last(path: Path, model: UniGRec, opt: Any, opt_tok: Any, sched: Any, state: UniGRecState, codes: np.ndarray) -> None:
+def _save_last(path: Path, model: UniGRec, opt: Any, opt_tok: Any, sched: Any, state: UniGRecState, codes: np.ndarray,
+               settings: dict[str, Any]) -> None:
     ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "optimizer_tok": opt_tok.state_dict(),
-          "scheduler": sched.state_dict(), "state": dataclasses.asdict(state), "rng": _rng_state(), "codes": codes}  # fmt: skip
-    with atomic_path(path) as tmp:
-        torch.save(ck, tmp)
+          "scheduler": sched.state_dict(), "state": dataclasses.asdict(state), "rng": _rng_state(), "codes": codes,
+          "settings": settings}  # fmt: skip
+    save_state(path, ck)
 
 
 def _finish(cfg: Config, tok: Tokenizer, soft: SoftTokenizer, state: UniGRecState, out: Path, n_batches: int,
             threads: int, model: UniGRec, resumed_from: int) -> dict[str, Any]:
     """Publish the best step's SID table to the tokenizer dir, save the live tokenizer, write the summary."""
-    if (out / BEST_SIDS / "sids.csv").is_file():
-        SIDTable.load(out / BEST_SIDS).save(cfg.paths.tokenizer)
+    if (out / BEST_SIDS / "sids.csv").is_file():  # the tokenizer stage is updated whole, then the model recorded against it
+        with commit_stage(cfg.paths.tokenizer, inputs=("embeddings",), keep=True) as tmp:
+            SIDTable.load(out / BEST_SIDS).save(tmp)
     module = tok.module_
     cb = module.codebooks if hasattr(module, "codebooks") else module.quantizer.codebooks
     with torch.no_grad():
@@ -326,4 +335,6 @@ def _finish(cfg: Config, tok: Tokenizer, soft: SoftTokenizer, state: UniGRecStat
         "parameters": sum(p.numel() for p in model.rec.parameters()),
     }
     write_json(out / "train_summary.json", summary)
+    if (out / BEST_META).is_file():
+        record_stage(out, (BEST, BEST_META), ("data", "tokenizer"))
     return summary
