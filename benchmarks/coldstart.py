@@ -40,6 +40,7 @@ from sidrec.bench.script import QUICK_OVERRIDES, emit, run_script, script_parser
 from sidrec.config import Config, load_config
 from sidrec.errors import SidrecError
 from sidrec.io import read_json, save_npy, write_json
+from sidrec.rundir import commit_stage
 
 HERE = Path(__file__).resolve().parent
 COLD_FRACTION = 0.05
@@ -98,8 +99,9 @@ def build_warm(full: Config, warm: Config, seed: int) -> list[str]:
     rows = [pos[i] for i in wdata.item_ids]
     meta.update(n_items=len(rows), item_ids=wdata.item_ids, items_sha256=wdata.manifest["outputs"]["items.parquet"],
                 note=f"rows of {full.paths.embeddings} (same encoder and fields)")  # fmt: skip
-    save_npy(warm.paths.embeddings / "embeddings.npy", emb[rows])
-    write_json(warm.paths.embeddings / "meta.json", meta)
+    with commit_stage(warm.paths.embeddings, inputs=("data",)) as tmp:  # a whole stage, tied to the warm data
+        save_npy(tmp / "embeddings.npy", emb[rows])
+        write_json(tmp / "meta.json", meta)
     write_json(warm.paths.root / "cold_items.json", {"seed": seed, "fraction": COLD_FRACTION, "items": cold})
     return cold
 
