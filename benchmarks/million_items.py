@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sidrec.bench.script import emit, run_script, script_parser
+from sidrec.rundir import commit_stage
 
 N_ITEMS = 1_000_000
 DIM = 64
@@ -129,8 +130,9 @@ def main() -> None:
     out["trie_mb"] = round(trie.nbytes() / 2**20, 1)
     out["trie_rss_growth_mb"] = round(rss_mb() - before, 1)
     del trie
-    tok.save(cfg.paths.tokenizer)
-    table.save(cfg.paths.tokenizer)
+    with commit_stage(cfg.paths.tokenizer) as tmp:  # a whole stage (no embeddings stage: they live in memory)
+        tok.save(tmp)
+        table.save(tmp)
 
     # users who stay inside one cluster: item sequences the model can learn something from
     members = np.argsort(cluster, kind="stable")
@@ -140,7 +142,8 @@ def main() -> None:
     for c in rng.choice(big, n_users):
         pool = members[starts[c] : starts[c + 1]]
         seqs.append(rng.choice(pool, size=min(len(pool), int(rng.integers(5, 15))), replace=False).tolist())
-    write_prepared(cfg.paths.data, item_ids, seqs, cfg.data.max_history)
+    with commit_stage(cfg.paths.data) as tmp:
+        write_prepared(tmp, item_ids, seqs, cfg.data.max_history)
     del emb, codes, table
     from sidrec.training.recipes import train
 
