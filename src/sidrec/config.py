@@ -128,7 +128,7 @@ class UniGRecConfig:
     lambda_recon: float = 0.5  # authors' alpha, against a per-element-mean L_recon (soft-rqvae recon_reduction)
     lambda_cd_t: float = 0.01  # tokenizer-side distillation (eq. 18; authors' gamma); 0 = off
     lambda_cd_r: float = 0.1  # recommender-side distillation (eq. 20; authors' delta); 0 = off
-    distill_warmup_epochs: int = 10  # both distillation terms off for the first epochs (authors' warm_epoch)
+    distill_warmup_epochs: float = 10.0  # both distillation terms off for the first (fractional) epochs (authors' warm_epoch)
     cd_t_temperature: float = 1.0  # L_CD^T codeword logits -d / this (authors: no temperature; old sidrec: tau_min)
     tau: float = 0.0  # stage-2 assignment temperature; 0 = the stage-1 tokenizer's final tau (else 1e-3)
     tau_prime: float = 0.07  # InfoNCE temperature (eq. 19)

@@ -197,3 +197,25 @@ def test_soft_rqvae_keeps_the_best_loss_epoch_and_its_tau():
     hard = best.module_.nearest_codes(xt)
     share = float((best.module_.hard_codes(xt, best.tau_final_) != hard).any(1).float().mean())
     assert best.chain_disagreement_ == pytest.approx(share, abs=1e-6)
+
+
+def test_rqvae_whitening_is_part_of_the_fitted_state(tmp_path):
+    from sidrec.tokenizers.base import Tokenizer
+
+    x, _ = clustered()
+    x = x * np.linspace(0.1, 3.0, x.shape[1], dtype=np.float32)  # anisotropic, so whitening matters
+    tok = make_tokenizer("rqvae", whiten=True, optimizer="adagrad").fit(x)
+    xt = torch.from_numpy(x)
+    z = tok._to_model(xt)
+    torch.testing.assert_close(z.mean(0), torch.zeros(x.shape[1]), atol=1e-4, rtol=0)
+    cov = (z.T @ z / (len(z) - 1)).numpy()
+    np.testing.assert_allclose(np.diag(cov), np.ones(x.shape[1]), atol=0.05)  # unit variance per direction
+    tok.save(tmp_path)
+    again = Tokenizer.load(tmp_path)
+    np.testing.assert_array_equal(again.encode(x), tok.encode(x))
+    # decode returns raw-space vectors: the inverse transform is applied
+    back = (z @ torch.from_numpy(tok.white_w_inv_) + torch.from_numpy(tok.white_mean_)).numpy()
+    np.testing.assert_allclose(back, x, atol=1e-4)
+    assert not np.array_equal(tok.encode(x), make_tokenizer("rqvae").fit(x).encode(x))
+    with pytest.raises(SidrecError, match="optimizer"):
+        make_tokenizer("rqvae", optimizer="sgd").fit(x)

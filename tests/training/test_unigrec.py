@@ -19,7 +19,7 @@ from sidrec.models.unigrec import soft_token_embeddings
 from sidrec.tokenizers.base import Tokenizer
 from sidrec.training.loop import Interrupted
 from sidrec.training.stage import item_codes, load_trained_model
-from sidrec.training.unigrec import UniGRecConfig, UniGRecState, _lambdas, check_unigrec, run_unigrec
+from sidrec.training.unigrec import UniGRecConfig, _lambdas, check_unigrec, run_unigrec
 from tests.generation.toy_generator import write_toy_prepared
 
 # stage 1 runs the soft-rqvae tokenizer when it is registered; any RQ-VAE-style module works for stage 2
@@ -104,11 +104,11 @@ def test_hard_ids_serve_the_plain_encoder_decoder_and_the_finetune_has_its_lr(tm
 
 
 def test_distillation_waits_for_its_warmup_and_the_finetune_drops_every_extra_term():
-    u = UniGRecConfig(distill_warmup_epochs=2, lambda_recon=0.5, lambda_cd_t=0.01, lambda_cd_r=0.1)
-    assert _lambdas(u, UniGRecState(epoch=1)) == (0.5, 0.0, 0.0)
-    assert _lambdas(u, UniGRecState(epoch=2)) == (0.5, 0.01, 0.1)
-    assert _lambdas(u, UniGRecState(epoch=5, phase="finetune")) == (0.0, 0.0, 0.0)
-    assert _lambdas(dataclasses.replace(u, joint=False), UniGRecState(epoch=3)) == (0.0, 0.01, 0.1)
+    u = UniGRecConfig(distill_warmup_epochs=1.5, lambda_recon=0.5, lambda_cd_t=0.01, lambda_cd_r=0.1)
+    assert _lambdas(u, "joint", 1.49) == (0.5, 0.0, 0.0)
+    assert _lambdas(u, "joint", 1.5) == (0.5, 0.01, 0.1)
+    assert _lambdas(u, "finetune", 5.0) == (0.0, 0.0, 0.0)
+    assert _lambdas(dataclasses.replace(u, joint=False), "joint", 3.0) == (0.0, 0.01, 0.1)
     with pytest.raises(SidrecError, match="unigrec.grad_clip"):
         check_unigrec(dataclasses.replace(u, grad_clip=-1.0))
 

@@ -271,7 +271,8 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
         t0 = time.perf_counter()
         b = train_data.make_batch(batches[state.index])
         hist, mask, target = b.history.codes[..., 0].to(device), b.history.mask.to(device), b.targets[:, 0].to(device)
-        terms = model.losses(hist, mask, target, codes, u.soft_ids, _lambdas(u, state))
+        lambdas = _lambdas(u, state.phase, state.epoch + state.index / len(batches))
+        terms = model.losses(hist, mask, target, codes, u.soft_ids, lambdas)
         opt.zero_grad(set_to_none=True)
         opt_tok.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -332,11 +333,12 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     return _finish(cfg, tok, soft, state, out, len(batches), threads, model, resumed_from)
 
 
-def _lambdas(u: UniGRecConfig, state: UniGRecState) -> tuple[float, float, float]:
-    """(λ_recon, λ_T, λ_R) of this step: distillation off during its warm-up, everything off in the fine-tune."""
-    if state.phase == "finetune":
+def _lambdas(u: UniGRecConfig, phase: str, epochs: float) -> tuple[float, float, float]:
+    """(λ_recon, λ_T, λ_R) of a step ``epochs`` into training: distillation off during its warm-up
+    (the authors' ``warm_epoch``, point 1), everything but L_rec off in the fine-tune."""
+    if phase == "finetune":
         return 0.0, 0.0, 0.0
-    distil = state.epoch >= u.distill_warmup_epochs  # the authors' warm_epoch (point 1)
+    distil = epochs >= u.distill_warmup_epochs
     return (u.lambda_recon if u.joint else 0.0, u.lambda_cd_t if distil else 0.0, u.lambda_cd_r if distil else 0.0)
 
 
