@@ -125,7 +125,7 @@ class UniGRecConfig:
 
     soft_ids: bool = True  # soft identifiers as encoder inputs (eq. 15), also when validating/serving; false = hard lookup
     joint: bool = True  # train the tokenizer in stage 2 (L_rec + λ_recon L_recon reach it); false = frozen
-    lambda_recon: float = 0.5  # authors' alpha, against a per-element-mean L_recon (soft-rqvae recon_reduction)
+    lambda_recon: float = 0.5  # authors' alpha, against a per-element-mean L_recon (their mse_loss)
     lambda_cd_t: float = 0.01  # tokenizer-side distillation (eq. 18; authors' gamma); 0 = off
     lambda_cd_r: float = 0.1  # recommender-side distillation (eq. 20; authors' delta); 0 = off
     distill_warmup_epochs: float = 10.0  # both distillation terms off for the first (fractional) epochs (authors' warm_epoch)

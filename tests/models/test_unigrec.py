@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sidrec.models.encdec import EncoderDecoder
+from sidrec.models import available_models
 from sidrec.models.base import HistoryBatch
 from sidrec.models.soft_history import SoftHistoryEncoderDecoder
 from sidrec.models.unigrec import (
@@ -221,3 +222,24 @@ def test_adapters_map_into_codeword_space_by_halving_widths():
     assert widths(adapter(128, 256, 3)) == [128, 256]  # decoder state -> teacher width (L_CD^R in 256-d)
     model = _model()
     assert model.proj_dec[-1].out_features == model.teacher.shape[1]
+
+
+def test_soft_history_model_decodes_consistently_with_its_scores():
+    # beam search (KV cache, reorder) and teacher-forced scoring agree on the soft-history model
+    from sidrec.generation.beam import beam_search, ranked_items
+    from sidrec.generation.exact import exact_topk
+    from sidrec.generation.trie import SIDTrie
+    from sidrec.tokenizers.sid_table import SIDTable
+
+    codes = _unique_codes()
+    sids = SIDTable([f"i{n}" for n in range(N_ITEMS)], codes.numpy(), [K] * L + [3], "digit", torch.ones(N_ITEMS, dtype=torch.bool).numpy())
+    served = SoftHistoryEncoderDecoder.wrap(_rec(), codes, torch.randn(N_ITEMS, L, 16)).eval()
+    hist = HistoryBatch(codes[torch.randint(0, N_ITEMS, (3, 5))], torch.ones(3, 5, dtype=torch.bool))
+    trie = SIDTrie.build(sids.codes, sids.vocab_sizes, sids.representative)
+    with torch.inference_mode():
+        res = beam_search(served, hist, trie, beam_size=N_ITEMS, constrained=True)
+        torch.testing.assert_close(res.scores, served.score(hist, res.sids), rtol=1e-4, atol=1e-4)
+        _, scores = ranked_items(res)
+        _, exact = exact_topk(served, hist, sids, k=5, batch_size=8)
+    torch.testing.assert_close(scores[:, :5], exact, rtol=1e-4, atol=1e-4)
+    assert "encdec-soft" not in available_models()  # checkpoint-only: not a model.arch choice

@@ -43,6 +43,8 @@ class SoftHistoryEncoderDecoder(EncoderDecoder):
         n_soft_levels: L, the SID positions with soft inputs (the de-dup digit is looked up).
     """
 
+    checkpoint_only = True  # saved by train.method=unigrec; not a model.arch choice
+
     def __init__(self, vocab_sizes: list[int], max_history: int = 20, n_enc_layers: int = 4, n_dec_layers: int = 4,
                  n_heads: int = 6, d_model: int = 128, head_dim: int = 64, d_ff: int = 1024, dropout: float = 0.1,
                  user_tokens: int = 0, history_tokens: str = "item", n_items: int = 0, n_soft_levels: int = 0):
