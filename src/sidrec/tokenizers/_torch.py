@@ -228,8 +228,8 @@ def recon_loss(x_hat: torch.Tensor, x: torch.Tensor, reduction: str = "sum") -> 
     ``"sum"`` (default) sums over dimensions, not averaged: ``F.mse_loss`` would make it
     d times smaller (384x for MiniLM), and the papers' loss weights are set against this
     scale (UniGRec eq. 7/21/22, R³-VAE eq. 11/13). ``"mean"`` averages over dimensions
-    (``F.mse_loss``): UniGRec's *code* does, with L_CU a mean over levels, and its L_CU
-    weight 1e-4 and stage-2 λ_recon 0.5 are set against that scale (soft-rqvae's default).
+    (``F.mse_loss``): UniGRec's *code* does, and its stage-2 λ_recon 0.5 is set against
+    that scale (UniGRec stage 2 uses it; soft-rqvae's ``recon_reduction`` switch).
     """
     if reduction not in RECON_REDUCTIONS:
         raise SidrecError(f"reconstruction reduction must be one of {', '.join(RECON_REDUCTIONS)}, got {reduction!r}")

@@ -15,12 +15,15 @@ Optimisation follows the authors' stage-1 code (``rqvae/trainer.py``, issue 13
 point 8): AdamW with weight decay 1e-4, linear warm-up then linear decay of the lr
 to 0, gradient-norm clipping at 1.0, and the *best-loss epoch* is kept, not the
 last (the end of the tau schedule degraded our codes: BENCHMARKS.md, UniGRec,
-fourth session). Loss scale as in that code: L_Recon a per-element mean
-(``recon_reduction="mean"``) and L_CU a mean over levels (eq. 17 sums; the
-authors' ``ResidualVectorQuantizer`` averages), so λ_CU = 1e-4 acts at their
-relative scale (the squared norm + level sum made it 128x weaker on 384-d input).
-Differences kept: our warm-up default is 3 of 200 epochs (theirs 50 of 3,000),
-and the best epoch is looked for after every epoch (theirs every 50).
+fourth session). L_CU is a mean over levels, as the authors'
+``ResidualVectorQuantizer`` (eq. 17 sums). Deliberately different: L_Recon stays
+eq. 7's squared norm per item by default (``recon_reduction="sum"``); the
+authors' per-element mean (``"mean"``) puts λ_CU = 1e-4 at their relative scale,
+and on Beauty's 384-d MiniLM embeddings it collapses: 200 epochs at this recipe
+gave 77.9% colliding items, L_CU pinned at -ln 256 (every item's assignment
+uniform over the codewords) from epoch ~20 to ~150 (issue 13 report). Also
+different: our warm-up default is 3 of 200 epochs (theirs 50 of 3,000), and the
+best epoch is looked for after every epoch (theirs every 50).
 
 Codebooks are k-means initialised on the initial latents (as in TIGER's RQ-VAE,
 which UniGRec builds on). The hard ID is the argmax of ``p_l`` along the soft
@@ -133,7 +136,7 @@ class SoftRQVAE(TorchTokenizer):
         batch_size: items per step (paper: 1024).
         lr: peak AdamW learning rate (paper: 1e-3).
         device: "auto", "cpu" or "cuda".
-        recon_reduction: L_Recon per item, "mean" over dimensions (authors' code) or "sum" (eq. 7's squared norm).
+        recon_reduction: L_Recon per item, "sum" (eq. 7's squared norm) or "mean" over dimensions (authors' code; collapses on Beauty).
         warmup_epochs: linear lr warm-up, then linear decay to 0 (authors: 50 of 3,000 epochs).
         weight_decay: AdamW weight decay (authors: 1e-4).
         keep_best: keep the epoch with the lowest mean training loss (authors' ``best_loss_model``), else the last.
@@ -142,7 +145,7 @@ class SoftRQVAE(TorchTokenizer):
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0,
                  dims: tuple[int, ...] = (512, 256, 128, 32), tau_max: float = 0.01, tau_min: float = 0.001,
                  cu_weight: float = 1e-4, dead_code_reset: bool = False, epochs: int = 200,
-                 batch_size: int = 1024, lr: float = 1e-3, device: str = "auto", recon_reduction: str = "mean",
+                 batch_size: int = 1024, lr: float = 1e-3, device: str = "auto", recon_reduction: str = "sum",
                  warmup_epochs: int = 3, weight_decay: float = 1e-4, keep_best: bool = True):
         super().__init__(n_levels, codebook_size, seed)
         self.dims = dims
