@@ -46,6 +46,7 @@ from torch import nn
 
 from sidrec.errors import SidrecError
 from sidrec.tokenizers._torch import (
+    ENCODE_BATCH,
     RECON_REDUCTIONS,
     TorchTokenizer,
     kmeans_init_levels_,
@@ -224,9 +225,11 @@ class SoftRQVAE(TorchTokenizer):
         if best["state"] is not None:  # None only if every epoch's loss was NaN
             m.load_state_dict(best["state"])
         self.best_epoch_, self.tau_final_ = int(best["epoch"]), best["tau"]
-        with torch.no_grad():  # issue 13 point 6: how often the two code chains disagree
-            soft, hard = m.hard_codes(x, self.tau_final_), m.nearest_codes(x)
-        self.chain_disagreement_ = round(float((soft != hard).any(1).float().mean()), 6)
+        differ = 0  # issue 13 point 6: how often the two code chains disagree (in batches: (N, L, K) probs)
+        for s in range(0, len(x), ENCODE_BATCH):
+            xb = x[s : s + ENCODE_BATCH]
+            differ += int((m.hard_codes(xb, self.tau_final_) != m.nearest_codes(xb)).any(1).sum())
+        self.chain_disagreement_ = round(differ / len(x), 6)
 
     def probabilities(self, embeddings: torch.Tensor, tau: float | None = None) -> torch.Tensor:
         """Per-level codeword probabilities (B, L, K), differentiable w.r.t. the module.
