@@ -186,3 +186,29 @@ def test_suite_config_file_is_the_base_of_every_run(suite_dir: Path, tmp_path: P
     (suite_dir / "cfg.yaml").write_text("config: nope.yaml\nruns: []\n")
     with pytest.raises(SidrecError, match=f"config file {suite_dir / 'nope.yaml'} not found"):
         load_suite("cfg", suite_dir)
+
+
+def test_flatten_expands_per_level_lists():
+    from sidrec.bench.runner import _flatten
+
+    out = _flatten({"tokenize": {"sc_prefix": [0.5, 0.75], "usage": [], "method": "x", "flag": True, "mixed": [1, "a"]}})
+    assert out == {"tokenize/sc_prefix/0": 0.5, "tokenize/sc_prefix/1": 0.75}
+
+
+def test_spearman_table_skips_metrics_older_records_lack(tmp_path: Path):
+    d = tmp_path / "benchmarks"
+    d.mkdir()
+    (d / "src.yaml").write_text("name: src\ntitle: s\nstages: [prepare]\nruns:\n" + "".join(f"  - name: r{i}\n" for i in range(4)))
+    (d / "corr.yaml").write_text(
+        "name: corr\ntitle: c\nderive: {kind: spearman, source: src, target: evaluate/recall@10, metrics: [m/a, m/new]}\n"
+    )
+    results = tmp_path / "results" / "src"
+    results.mkdir(parents=True)
+    for i in range(4):  # m/a rises with recall (rho = +1); only two records have m/new
+        metrics = {"evaluate/recall@10": 0.01 * i, "m/a": float(i)} | ({"m/new": float(-i)} if i < 2 else {})
+        (results / f"r{i}-seed0.json").write_text(json.dumps({"run": f"r{i}", "quick": False, "metrics": metrics}))
+    md = tmp_path / "BENCHMARKS.md"
+    write_report(md, tmp_path / "results", d, ("corr",))
+    text = md.read_text()
+    assert "| m/a | +1.000 | 0.00 | 4 | — |" in text
+    assert "| m/new | — | — | 2 | — |" in text

@@ -86,12 +86,17 @@ def _derived_table(suite: Suite, results_dir: Path) -> str:
     if len(runs) < 3:
         return f"_Needs full-budget records of at least 3 runs of suite `{d['source']}` (have {len(runs)})._\n"
     target = [_mean_std([x["metrics"][d["target"]] for x in records[r]])[0] for r in runs]
-    lines = [f"| SID metric | Spearman ρ with {d['target']} (ours, n={len(runs)}) | paper |", "|---|---:|---:|"]
+    lines = [f"| SID metric | Spearman ρ with {d['target']} (ours) | p | n | paper |", "|---|---:|---:|---:|---:|"]
     for metric in d.get("metrics", []):
-        vals = [_mean_std([x["metrics"].get(metric, float("nan")) for x in records[r]])[0] for r in runs]
-        rho = spearmanr(vals, target).statistic
+        have = [i for i, r in enumerate(runs) if all(metric in x["metrics"] for x in records[r])]  # older records lack newer metrics
         paper = d.get("paper", {}).get(metric)
-        lines.append(f"| {metric} | {rho:+.3f} | {'—' if paper is None else f'{paper:+.3f}'} |")
+        paper_cell = "—" if paper is None else f"{paper:+.3f}"
+        if len(have) < 3:
+            lines.append(f"| {metric} | — | — | {len(have)} | {paper_cell} |")
+            continue
+        vals = [_mean_std([x["metrics"][metric] for x in records[runs[i]]])[0] for i in have]
+        res = spearmanr(vals, [target[i] for i in have])
+        lines.append(f"| {metric} | {res.statistic:+.3f} | {res.pvalue:.2f} | {len(have)} | {paper_cell} |")
     lines.append("")
     lines.append(f"Computed from the records of `{d['source']}` ({', '.join(runs)}); re-run: `sidrec bench --report`.")
     return "\n".join(lines) + "\n"

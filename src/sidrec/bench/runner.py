@@ -155,9 +155,10 @@ def _execute(suite: Suite, run: Run, seed: int, quick: bool, workdir: Path) -> d
 
 
 def _flatten(results: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Numeric leaves as ``stage/key`` (nested dicts joined with '/'); lists and strings dropped.
+    """Numeric leaves as ``stage/key`` (nested dicts joined with '/'); strings dropped.
 
     A nested ``metrics`` dict adds no level (``evaluate/recall@10``, not ``evaluate/metrics/recall@10``).
+    A list of numbers (per-level values such as ``sc_prefix``) becomes ``key/0``, ``key/1``, ...
     """
     out: dict[str, float] = {}
     for k, v in results.items():
@@ -168,6 +169,8 @@ def _flatten(results: dict[str, Any], prefix: str = "") -> dict[str, float]:
             continue
         elif isinstance(v, int | float):
             out[key] = float(v)
+        elif isinstance(v, list) and v and all(isinstance(e, int | float) and not isinstance(e, bool) for e in v):
+            out.update({f"{key}/{i}": float(e) for i, e in enumerate(v)})
     return out
 
 

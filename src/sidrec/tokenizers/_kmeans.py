@@ -11,17 +11,19 @@ import numpy as np
 BLOCK = 8192
 
 
-def kmeans(x: np.ndarray, k: int, seed: int, niter: int = 20, max_points_per_centroid: int = 256) -> np.ndarray:
+def kmeans(x: np.ndarray, k: int, seed: int, niter: int = 20, max_points_per_centroid: int = 256,
+           spherical: bool = False) -> np.ndarray:
     """Centroids (k, d) float32 of ``x`` (N, d) by faiss k-means (Lloyd, k-means++-free random init).
 
     ``max_points_per_centroid`` is faiss' own subsampling cap (default 256, so
-    N > 256 k is sub-sampled with ``seed``).
+    N > 256 k is sub-sampled with ``seed``). ``spherical``: faiss re-normalises the
+    centroids to unit norm after every iteration (spherical k-means on unit-norm ``x``).
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     assert x.shape[0] >= k, (x.shape, k)
     km = faiss.Kmeans(
         x.shape[1], k, niter=niter, seed=int(seed), verbose=False,
-        max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1,
+        max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1, spherical=spherical,
     )
     km.train(x)
     return np.ascontiguousarray(km.centroids, dtype=np.float32)

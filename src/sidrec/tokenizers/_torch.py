@@ -120,9 +120,13 @@ class TorchTokenizer(Tokenizer):
         self.module_ = self.module_.cpu().eval()
 
     @torch.no_grad()
-    def _encode(self, x: np.ndarray) -> np.ndarray:
+    def _batched(self, x: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        """``fn`` over ``x`` (N, d) in blocks of ENCODE_BATCH rows, concatenated."""
         xt = torch.from_numpy(x)
-        return torch.cat([self._codes(xt[s : s + ENCODE_BATCH]) for s in range(0, len(xt), ENCODE_BATCH)]).numpy()
+        return torch.cat([fn(xt[s : s + ENCODE_BATCH]) for s in range(0, len(xt), ENCODE_BATCH)]).numpy()
+
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        return self._batched(x, self._codes)
 
     @torch.no_grad()
     def _decode(self, codes: np.ndarray) -> np.ndarray:

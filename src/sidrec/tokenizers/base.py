@@ -196,6 +196,18 @@ class Tokenizer:
         assert out.shape == (codes.shape[0], self.dim_), out.shape
         return out
 
+    def latent(self, embeddings: np.ndarray) -> np.ndarray:
+        """The vectors (N, d') this tokenizer quantises: its own quantisation space.
+
+        The input itself unless the tokenizer maps it first (RQ-VAE's encoder latent,
+        R³-VAE's reference-projected residual e0 of eq. 2). SID metrics are reported in
+        this space as well as on the raw input: R³-VAE §4.7.1 measures PD after the
+        reference-vector projection (-1.917) and before it (-0.284).
+        """
+        self._check_fitted("latent")
+        x = check_embeddings(embeddings, dim=self.dim_)
+        return np.ascontiguousarray(self._latent(x), dtype=np.float32)
+
     def fit_encode(self, embeddings: np.ndarray, progress: bool = False) -> np.ndarray:
         """``fit(embeddings).encode(embeddings)``."""
         return self.fit(embeddings, progress).encode(embeddings)
@@ -218,6 +230,9 @@ class Tokenizer:
 
     def _decode(self, codes: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _latent(self, x: np.ndarray) -> np.ndarray:
+        return x
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Rebuild learned state from saved arrays (scalars are already set).

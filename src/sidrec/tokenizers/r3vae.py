@@ -59,13 +59,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sidrec.errors import SidrecError
-from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, recon_loss, sq_dist
-from sidrec.tokenizers.base import check_float, check_int, register
+from sidrec.tokenizers._kmeans import kmeans
+from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_, sq_dist
+from sidrec.tokenizers.base import check_embeddings, check_float, check_int, register
 from sidrec.tokenizers.vq import BETA
 
 WEIGHT_DECAY = 1e-5  # §3.5.3
@@ -84,12 +87,15 @@ class R3VAEModule(nn.Module):
         temperature: softmax temperature of the rating (eq. 4).
         reference: use the reference vector (False: Table 8's "w/o reference vector").
         rating: rating quantisation (False: nearest codeword + STE, "w/o rating quantization").
+        hard_chain: each level's quantised vector takes the value of its SID codeword
+            (straight-through: the gradient is still the rating mix's of eq. 5), so the
+            residual chain that trains is the one the SID describes (see ``chain``).
     """
 
     def __init__(self, dim: int, n_levels: int, codebook_size: int, top_k: int, temperature: float,
-                 reference: bool = True, rating: bool = True):
+                 reference: bool = True, rating: bool = True, hard_chain: bool = False):
         super().__init__()
-        self.top_k, self.temperature = top_k, temperature
+        self.top_k, self.temperature, self.hard_chain = top_k, temperature, hard_chain
         self.reference, self.rating = reference, rating
         if reference:
             self.ref = nn.Parameter(torch.ones(dim) / dim**0.5)  # r (d,)
@@ -113,10 +119,27 @@ class R3VAEModule(nn.Module):
             return cb[code], code
         s = F.normalize(e, dim=1, eps=1e-12) @ F.normalize(cb, dim=1, eps=1e-12).T  # (B, M) eq. 3
         w = torch.softmax(s / self.temperature, dim=1)  # eq. 4
+        if self.top_k >= cb.shape[0]:  # eq. 5 over all M codewords: one (B, M) @ (M, d) product
+            return w @ cb, w.argmax(1)
         top_w, top_i = w.topk(self.top_k, dim=1)  # (B, K), sorted: top_i[:, 0] = argmax
         top_w = top_w / top_w.sum(1, keepdim=True)
         e_hat = (top_w[:, :, None] * cb[top_i]).sum(1)  # eq. 5
         return e_hat, top_i[:, 0]
+
+    def hard_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes (B, L) of the hard chain: each level rates ``e - c[argmax]`` of the level before.
+
+        ``forward``'s codes follow the soft chain of eq. 6 (the residual subtracts the
+        top-K mix); this chain is the one the codes alone describe (``decode`` sums
+        ``c_l[code_l]``). With ``top_k = 1`` the two coincide.
+        """
+        _, e = self.project(x)
+        codes = []
+        for level in range(self.codebooks.shape[0]):
+            code = self.rate(e, level)[1]
+            e = e - self.codebooks[level][code]
+            codes.append(code)
+        return torch.stack(codes, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """x (B, d) -> (x_hat (B, d) eq. 11, codes (B, L), residual entering each level)."""
@@ -126,6 +149,8 @@ class R3VAEModule(nn.Module):
         for level in range(self.codebooks.shape[0]):
             inputs.append(e)
             e_hat, code = self.rate(e, level)
+            if self.hard_chain and self.rating:  # value: the SID's codeword; gradient: eq. 5's mix
+                e_hat = e_hat + (self.codebooks[level][code] - e_hat).detach()
             x_hat = x_hat + e_hat
             # eq. 6; under STE the residual subtracts sg(c), as RQ-VAE (vq.ResidualVQ)
             e = e - e_hat if self.rating else e - e_hat.detach()
@@ -170,6 +195,29 @@ def vq_loss(inputs: list[torch.Tensor], codes: torch.Tensor, codebooks: torch.Te
     return loss
 
 
+CHAINS = ("soft", "hard")  # eq. 6's residual: the rating mix (as written) or the SID's codeword
+INITS = ("spherical", "l2", "none")  # codebook initialisation (§3.3.1; "none" is Fig. 4's "w/o K-Means init")
+
+
+@torch.no_grad()
+def spherical_init_(codebook: torch.Tensor, e: torch.Tensor, seed: int) -> None:
+    """Codebook (M, d) <- k-means of ``e`` (N, d) in the rating's geometry (eq. 3: cosine).
+
+    Items are clustered by direction (spherical k-means on the unit-normalised
+    residuals), and each codeword is set to the mean of its members' *unnormalised*
+    residuals, so that eq. 6's subtraction ``e - e_hat`` removes the part of e the
+    cluster shares (a unit-norm centroid would over- or under-shoot residuals whose
+    norms are far from 1). An empty cluster keeps its direction at the mean norm.
+    """
+    u = F.normalize(e, dim=1, eps=1e-12)
+    dirs = torch.from_numpy(kmeans(u.cpu().numpy(), codebook.shape[0], seed, spherical=True)).to(e)  # (M, d)
+    assign = (u @ F.normalize(dirs, dim=1, eps=1e-12).T).argmax(1)  # (N,) cosine
+    sums = torch.zeros_like(dirs).index_add_(0, assign, e)
+    n = torch.bincount(assign, minlength=len(dirs)).to(e.dtype)
+    fallback = F.normalize(dirs, dim=1, eps=1e-12) * e.norm(dim=1).mean()
+    codebook.copy_(torch.where(n[:, None] > 0, sums / n.clamp_min(1)[:, None], fallback))
+
+
 @register("r3vae")
 class R3VAE(TorchTokenizer):
     """R³-VAE.
@@ -188,12 +236,15 @@ class R3VAE(TorchTokenizer):
         ablate: Table 8 components to remove, any of "reference", "rating", "sc", "pd"
             (see the module docstring); a list, or a comma-separated string from a
             config override. Normalised to a sorted tuple by ``fit``.
+        init: codebook initialisation, one of :data:`INITS` (see the module docstring).
+        chain: "soft" (eq. 6: the residual subtracts the top-K mix) or "hard" (it subtracts
+            the SID's codeword, straight-through; see the module docstring).
     """
 
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0, top_k: int = 4,
                  temperature: float = 0.05, reg_weight: float = 0.01, epochs: int = 100,
                  batch_size: int = 1024, lr: float = 5e-4, device: str = "auto",
-                 ablate: tuple[str, ...] = ()):
+                 ablate: tuple[str, ...] = (), init: str = "spherical", chain: str = "soft"):
         super().__init__(n_levels, codebook_size, seed)
         self.top_k = top_k
         self.temperature = temperature
@@ -203,6 +254,8 @@ class R3VAE(TorchTokenizer):
         self.lr = lr
         self.device = device
         self.ablate = ablate
+        self.init = init
+        self.chain = chain
 
     def _ablations(self) -> tuple[str, ...]:
         """``ablate`` as a sorted tuple of distinct names.
@@ -231,12 +284,17 @@ class R3VAE(TorchTokenizer):
             raise SidrecError(f"`top_k` of {owner} must be <= codebook_size ({self.codebook_size}), got {self.top_k}.")
         check_float(owner, "temperature", self.temperature, 0.0, low_open=True)
         check_float(owner, "reg_weight", self.reg_weight, 0.0)
+        if self.chain not in CHAINS:
+            raise SidrecError(f"`chain` of {owner} must be one of {', '.join(CHAINS)}, got {self.chain!r}.")
+        if self.init not in INITS:
+            raise SidrecError(f"`init` of {owner} must be one of {', '.join(INITS)}, got {self.init!r}.")
         self.ablate = self._ablations()
 
     def _build(self, dim: int) -> nn.Module:
         ablate = self._ablations()  # also on load, where fit's validation did not run
         return R3VAEModule(dim, self.n_levels, self.codebook_size, self.top_k, self.temperature,
-                           reference="reference" not in ablate, rating="rating" not in ablate)
+                           reference="reference" not in ablate, rating="rating" not in ablate,
+                           hard_chain=self.chain == "hard")
 
     def _metric_loss(self, codes: torch.Tensor, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """L_metric of eq. 12 without the ablated terms, and SC and PD (detached if ablated).
@@ -267,14 +325,17 @@ class R3VAE(TorchTokenizer):
             if m.reference:
                 m.ref.copy_(x.mean(0))
             _, e = m.project(x)
-            for level in range(self.n_levels):
-                kmeans_init_(m.codebooks[level], e, self.seed + level)
+            for level in range(self.n_levels if self.init != "none" else 0):
+                if self.init == "spherical":
+                    spherical_init_(m.codebooks[level], e, self.seed + level)
+                else:
+                    kmeans_init_(m.codebooks[level], e, self.seed + level)
                 e = e - m.rate(e, level)[0]
         opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=self.lr, weight_decay=WEIGHT_DECAY)
 
         def step(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
             x_hat, codes, inputs = m(xb)
-            rec = recon_loss(x_hat, xb)  # eq. 11: squared L2 norm per item, batch mean
+            rec = F.mse_loss(x_hat, xb)  # eq. 11 as §3.5.1 names it: MSE, a per-element mean (see docstring)
             metric, sc, pd = self._metric_loss(codes, inputs)
             loss = rec + self.reg_weight * metric  # eq. 13
             out = {"rec": rec.detach(), "sc": sc.detach(), "pd": pd.detach()}
@@ -293,6 +354,16 @@ class R3VAE(TorchTokenizer):
 
     def _codes(self, x: torch.Tensor) -> torch.Tensor:
         return self.module_(x)[1]
+
+    def _latent(self, x: np.ndarray) -> np.ndarray:  # e0 of eq. 2: what the codebooks quantise
+        return self._batched(x, lambda xb: self.module_.project(xb)[1])
+
+    def hard_chain_disagreement(self, embeddings: np.ndarray) -> float:
+        """Share of items whose hard-chain codes (:meth:`R3VAEModule.hard_codes`) differ from their SID."""
+        self._check_fitted("hard_chain_disagreement")
+        x = check_embeddings(embeddings, dim=self.dim_)
+        hard = self._batched(x, self.module_.hard_codes)
+        return float((hard != self.encode(x)).any(1).mean())
 
     def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
         m: R3VAEModule = self.module_

@@ -60,7 +60,7 @@ def run_tokenize(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "collision": table.collision,
         "fit_seconds": round(fit_seconds, 3),
         "encode_seconds": round(encode_seconds, 3),
-        **sid_quality(emb, codes, tok.codebook_sizes, reconstructed=tok.decode(codes)),
+        **sid_quality(emb, codes, tok.codebook_sizes, reconstructed=tok.decode(codes), latent=tok.latent(emb)),
         "config": config_to_dict(cfg.tokenizer),
     }
     plot_codebook_usage(codes, tok.codebook_sizes, out / PLOT_FILE, title=f"{tok.name} on {emb.shape[0]:,} items")

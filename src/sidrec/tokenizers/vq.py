@@ -22,6 +22,7 @@ codebook usage during that epoch (the curve of R³-VAE Fig. 4, right). ``rvq``
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -200,6 +201,9 @@ class RQVAE(TorchTokenizer):
         if getattr(self, "white_w_", None) is None:
             return out
         return out @ torch.from_numpy(self.white_w_inv_).to(out) + torch.from_numpy(self.white_mean_).to(out)
+
+    def _latent(self, x: np.ndarray) -> np.ndarray:  # the encoder's latent is what the codebooks quantise
+        return self._batched(x, self.module_.encoder)
 
 
 @register("vqvae")
