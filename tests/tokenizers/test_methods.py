@@ -217,5 +217,8 @@ def test_rqvae_whitening_is_part_of_the_fitted_state(tmp_path):
     back = (z @ torch.from_numpy(tok.white_w_inv_) + torch.from_numpy(tok.white_mean_)).numpy()
     np.testing.assert_allclose(back, x, atol=1e-4)
     assert not np.array_equal(tok.encode(x), make_tokenizer("rqvae").fit(x).encode(x))
+    # the quantised space is the encoder latent of the whitened input
+    with torch.no_grad():
+        np.testing.assert_allclose(tok.latent(x), tok.module_.encoder(z).numpy(), atol=1e-5)
     with pytest.raises(SidrecError, match="optimizer"):
         make_tokenizer("rqvae", optimizer="sgd").fit(x)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -250,6 +251,9 @@ class SoftRQVAE(TorchTokenizer):
 
     def _codes(self, x: torch.Tensor) -> torch.Tensor:
         return self.module_.hard_codes(x, self.final_tau)
+
+    def _latent(self, x: np.ndarray) -> np.ndarray:  # the encoder's latent is what the codebooks quantise
+        return self._batched(x, self.module_.encoder)
 
     def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
         m: SoftRQVAEModule = self.module_

@@ -202,8 +202,8 @@ class RQVAE(TorchTokenizer):
             return out
         return out @ torch.from_numpy(self.white_w_inv_).to(out) + torch.from_numpy(self.white_mean_).to(out)
 
-    def _latent(self, x: np.ndarray) -> np.ndarray:  # the encoder's latent is what the codebooks quantise
-        return self._batched(x, self.module_.encoder)
+    def _latent(self, x: np.ndarray) -> np.ndarray:  # the encoder's latent (of the whitened input) is what the codebooks quantise
+        return self._batched(x, lambda xb: self.module_.encoder(self._to_model(xb)))
 
 
 @register("vqvae")
