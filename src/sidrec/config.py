@@ -115,23 +115,29 @@ class SASRecConfig:
 
 @dataclass(frozen=True)
 class UniGRecConfig:
-    """UniGRec stage-2 settings and ablation switches (``train.method=unigrec``; defaults: UniGRec §4.1.4).
+    """UniGRec stage-2 settings and ablation switches (``train.method=unigrec``).
 
-    Stage-1 settings (tau_max -> tau_min annealing, the L_CU weight) are the
-    soft-rqvae tokenizer's ``tokenizer.params``; the recommender is ``model``,
-    its optimiser ``train``.
+    Defaults follow the authors' code (github.com/Jialei-03/UniGRec, ``run_train_unigrec.sh``
+    and ``model/``; issue 13) where it is more specific than the paper (§4.1.4); the
+    reading behind each is in :mod:`sidrec.models.unigrec` / :mod:`sidrec.training.unigrec`.
+    Stage-1 settings (tau annealing, the L_CU weight, its optimiser) are the soft-rqvae
+    tokenizer's ``tokenizer.params``; the recommender is ``model``, its optimiser ``train``.
     """
 
-    soft_ids: bool = True  # soft identifiers as recommender inputs (eq. 15); false = hard lookup
+    soft_ids: bool = True  # soft identifiers as encoder inputs (eq. 15), also when validating/serving; false = hard lookup
     joint: bool = True  # train the tokenizer in stage 2 (L_rec + λ_recon L_recon reach it); false = frozen
-    lambda_recon: float = 0.5
-    lambda_cd_t: float = 0.1  # tokenizer-side distillation (eq. 18); 0 = off. Paper searches {0.01..1}
-    lambda_cd_r: float = 0.1  # recommender-side distillation (eq. 20); 0 = off
-    tau: float = 0.0  # stage-2 assignment temperature; 0 = the stage-1 tokenizer's tau_min (else 1e-3)
+    lambda_recon: float = 0.5  # authors' alpha, against a per-element-mean L_recon (their mse_loss)
+    lambda_cd_t: float = 0.01  # tokenizer-side distillation (eq. 18; authors' gamma); 0 = off
+    lambda_cd_r: float = 0.1  # recommender-side distillation (eq. 20; authors' delta); 0 = off
+    distill_warmup_epochs: float = 10.0  # both distillation terms off for the first (fractional) epochs (authors' warm_epoch)
+    cd_t_temperature: float = 1.0  # L_CD^T codeword logits -d / this (authors: no temperature; old sidrec: tau_min)
+    tau: float = 0.0  # stage-2 assignment temperature; 0 = the stage-1 tokenizer's final tau (else 1e-3)
     tau_prime: float = 0.07  # InfoNCE temperature (eq. 19)
-    tokenizer_lr: float = 2e-7  # paper: {2e-7, 2e-8}
-    teacher: str = ""  # SASRec run dir (its model/ directory) or an (n_items, d) .npy
-    finetune_steps: int = 0  # recommender-only steps on frozen hard SIDs after joint training
+    tokenizer_lr: float = 2e-7  # paper/authors: {2e-7, 2e-8}
+    grad_clip: float = 1.0  # gradient-norm clipping of every trained parameter; 0 = off (authors: 1.0)
+    teacher: str = ""  # SASRec run dir (its model/ directory) or an (n_items, d) .npy; authors: SASRec d 256
+    finetune_steps: int = 1000  # recommender-only steps after joint training (tokenizer frozen, same inputs); 0 = off
+    finetune_lr: float = 4e-4  # constant lr of the fine-tune, after a warm-up over 5% of its steps (authors)
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,22 @@
 """UniGRec model pieces: soft identifiers (eq. 14-15), embedded encoder/decoder paths, loss terms (eq. 18-22)."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sidrec.models.encdec import EncoderDecoder
+from sidrec.models import available_models
+from sidrec.models.base import HistoryBatch
+from sidrec.models.soft_history import SoftHistoryEncoderDecoder
 from sidrec.models.unigrec import (
     SoftTokenizer,
     UniGRec,
+    adapter,
     soft_token_embeddings,
+    symmetric_kl,
 )
 
 L, K, D_SEM, N_ITEMS = 2, 6, 12, 30
@@ -41,7 +48,7 @@ def _batch(model: UniGRec):
     mask = torch.ones(6, 5, dtype=torch.bool)
     mask[0, :2] = False
     target = torch.randint(0, N_ITEMS, (6,), generator=g)
-    lv = model.tokenizer.hard_codes(model.items)
+    lv = model.tokenizer.hard_codes(model.items, model.tau)
     codes = torch.cat([lv, torch.randint(0, 3, (N_ITEMS, 1), generator=g)], 1)
     return hist, mask, target, codes
 
@@ -84,8 +91,10 @@ def test_soft_assignment_sharpens_to_hard_codes():
     x = torch.randn(20, D_SEM)
     probs, _ = tok.assign(x, 1e-4)
     assert torch.allclose(probs.sum(-1), torch.ones(20, L))
-    assert torch.equal(probs.argmax(-1), tok.hard_codes(x))
-    assert torch.allclose(tok.log_probs(x, 0.3).exp(), tok.assign(x, 0.3)[0], atol=1e-6)
+    assert torch.equal(probs.argmax(-1), tok.hard_codes(x, None))  # sharp: both chains agree
+    # one chain (issue 13 point 6): the hard IDs are the argmax of the soft chain at any tau
+    probs, _ = tok.assign(x, 0.3)
+    assert torch.equal(probs.argmax(-1), tok.hard_codes(x, 0.3))
 
 
 def _grads(module: nn.Module) -> bool:
@@ -133,3 +142,104 @@ def test_hard_inputs_give_the_recommender_loss():
     out = model.losses(hist, mask, target, codes, False, (0.0, 0.0, 0.0))
     ref = model.rec.loss(HistoryBatch(codes[hist] * mask[..., None], mask), codes[target])
     assert torch.allclose(out["rec"], ref, atol=1e-5)
+
+
+def _unique_codes() -> torch.Tensor:
+    """Distinct SIDs (N_ITEMS, L + 1) of the toy vocabulary (K x K x 3)."""
+    n = torch.arange(N_ITEMS)
+    return torch.stack([n % K, (n // K) % K, torch.zeros(N_ITEMS, dtype=torch.long)], 1)
+
+
+def test_served_model_sees_the_soft_history_the_model_trains_on():
+    # points 4 + 5: training feeds soft identifiers to the encoder and hard SIDs to the decoder;
+    # the served model (validation, evaluate, recommend) must compute the very same loss
+    model = _model().eval()
+    hist, mask, target, _ = _batch(model)
+    codes = _unique_codes()
+    out = model.losses(hist, mask, target, codes, True, (0.0, 0.0, 0.0))
+    served = model.serving_model(codes, True)
+    assert isinstance(served, SoftHistoryEncoderDecoder)
+    ref = served.loss(HistoryBatch(codes[hist] * mask[..., None], mask), codes[target])
+    assert torch.allclose(out["rec"], ref, atol=1e-5)
+    # the hard-ID recommender is a different model on these inputs
+    assert not torch.allclose(model.rec.loss(HistoryBatch(codes[hist] * mask[..., None], mask), codes[target]), ref, atol=1e-3)
+    assert model.serving_model(codes, False) is model.rec
+
+
+def test_soft_history_model_round_trips_and_falls_back_to_lookup():
+    from sidrec.models import build_from_config
+
+    rec = _rec().eval()
+    codes = _unique_codes()
+    # one-hot soft inputs reproduce the plain encoder-decoder exactly
+    one_hot = rec.tok(codes[:, :L] + rec.offsets[:L])
+    served = SoftHistoryEncoderDecoder.wrap(rec, codes, one_hot).eval()
+    hb = HistoryBatch(codes[torch.randint(0, N_ITEMS, (4, 5))], torch.ones(4, 5, dtype=torch.bool))
+    assert torch.allclose(served.encode(hb)[0], rec.encode(hb)[0], atol=1e-6)
+    # other soft inputs change the encoding; a checkpoint round trip keeps them
+    served = SoftHistoryEncoderDecoder.wrap(rec, codes, torch.randn(N_ITEMS, L, 16)).eval()
+    again = build_from_config(served.arch, served.config())
+    again.load_state_dict(served.state_dict())
+    again.eval()
+    assert torch.equal(again.encode(hb)[0], served.encode(hb)[0])
+    assert not torch.allclose(served.encode(hb)[0], rec.encode(hb)[0], atol=1e-3)
+    # a SID that is no item's (here: every history row) is looked up like the plain model's
+    unknown = HistoryBatch(torch.full((2, 5, L + 1), 2), torch.ones(2, 5, dtype=torch.bool))
+    assert torch.allclose(served.encode(unknown)[0], rec.encode(unknown)[0], atol=1e-6)
+
+
+def test_cd_t_scores_codewords_by_negative_distance_without_sharpening():
+    tok = _tok()
+    v = tok.codebooks[0, 3][None] + 1e-3  # next to codeword 3 of level 1
+    logits = tok.code_logits(v, 1.0)
+    assert logits.shape == (1, L, K) and int(logits[0, 0].argmax()) == 3  # the paper's sign: nearest = likeliest
+    # no tau_min sharpening: logits are -d itself, so the distribution is far from one-hot
+    assert float(torch.softmax(logits[0, 0], -1).max()) < 0.99
+    assert torch.allclose(tok.code_logits(v, 0.5), 2 * logits)
+
+
+def test_symmetric_kl_is_averaged_over_items_and_levels():
+    p = torch.log(torch.tensor([[[0.5, 0.5], [0.9, 0.1]]]))  # (U=1, L=2, K=2)
+    q = torch.log(torch.tensor([[[0.5, 0.5], [0.5, 0.5]]]))
+    kl = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5) + 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)
+    assert float(symmetric_kl(p, q)) == pytest.approx(kl / 2)  # level 1 contributes 0; mean over 2 levels
+    assert float(symmetric_kl(torch.cat([p, p]), torch.cat([q, q]))) == pytest.approx(kl / 2)
+
+
+def test_distillation_counts_each_target_once():
+    model = _model().eval()
+    hist, mask, target, codes = _batch(model)
+    one = model.losses(hist, mask, target, codes, True, (0.0, 1.0, 1.0))
+    twice = model.losses(torch.cat([hist, hist]), torch.cat([mask, mask]), torch.cat([target, target]), codes, True, (0.0, 1.0, 1.0))
+    # repeated targets are neither extra KL terms nor false in-batch negatives
+    assert torch.allclose(one["cd_t"], twice["cd_t"], atol=1e-6) and torch.allclose(one["cd_r"], twice["cd_r"], atol=1e-5)
+
+
+def test_adapters_map_into_codeword_space_by_halving_widths():
+    widths = lambda m: [layer.in_features for layer in m if isinstance(layer, nn.Linear)] + [m[-1].out_features]  # noqa: E731
+    assert widths(adapter(128, 32, 2)) == [128, 64, 32]  # encoder state -> codewords
+    assert widths(adapter(256, 32, 3)) == [256, 128, 64, 32]  # d-256 teacher -> codewords
+    assert widths(adapter(128, 256, 3)) == [128, 256]  # decoder state -> teacher width (L_CD^R in 256-d)
+    model = _model()
+    assert model.proj_dec[-1].out_features == model.teacher.shape[1]
+
+
+def test_soft_history_model_decodes_consistently_with_its_scores():
+    # beam search (KV cache, reorder) and teacher-forced scoring agree on the soft-history model
+    from sidrec.generation.beam import beam_search, ranked_items
+    from sidrec.generation.exact import exact_topk
+    from sidrec.generation.trie import SIDTrie
+    from sidrec.tokenizers.sid_table import SIDTable
+
+    codes = _unique_codes()
+    sids = SIDTable([f"i{n}" for n in range(N_ITEMS)], codes.numpy(), [K] * L + [3], "digit", torch.ones(N_ITEMS, dtype=torch.bool).numpy())
+    served = SoftHistoryEncoderDecoder.wrap(_rec(), codes, torch.randn(N_ITEMS, L, 16)).eval()
+    hist = HistoryBatch(codes[torch.randint(0, N_ITEMS, (3, 5))], torch.ones(3, 5, dtype=torch.bool))
+    trie = SIDTrie.build(sids.codes, sids.vocab_sizes, sids.representative)
+    with torch.inference_mode():
+        res = beam_search(served, hist, trie, beam_size=N_ITEMS, constrained=True)
+        torch.testing.assert_close(res.scores, served.score(hist, res.sids), rtol=1e-4, atol=1e-4)
+        _, scores = ranked_items(res)
+        _, exact = exact_topk(served, hist, sids, k=5, batch_size=8)
+    torch.testing.assert_close(scores[:, :5], exact, rtol=1e-4, atol=1e-4)
+    assert "encdec-soft" not in available_models()  # checkpoint-only: not a model.arch choice

@@ -111,7 +111,8 @@ def test_soft_rqvae_module_works_inside_a_larger_model():
     assert sum(p.numel() for p in outer.parameters()) > 0
     x_hat, probs = inner(torch.randn(4, 6), tau=0.5)
     assert x_hat.shape == (4, 6) and probs.shape == (4, 2, 5)
-    assert codeword_uniformity_loss(torch.full((3, 2, 4), 0.25)) == pytest.approx(2 * math.log(0.25))
+    # eq. 17 per level, averaged over the levels as the authors' code does (uniform usage: -ln K)
+    assert codeword_uniformity_loss(torch.full((3, 2, 4), 0.25)) == pytest.approx(math.log(0.25))
 
 
 def test_opq_with_fewer_items_than_dimensions_is_a_clear_error():
@@ -167,3 +168,57 @@ def test_soft_rqvae_dead_code_reset_is_a_switch_that_changes_the_fit():
     assert not np.array_equal(off.encode(x), on.encode(x))
     with pytest.raises(SidrecError, match="dead_code_reset"):
         make_tokenizer("soft-rqvae", dead_code_reset="yes").fit(x)
+
+
+def test_soft_rqvae_stage1_follows_the_authors_optimisation():
+    from sidrec.tokenizers.soft_rqvae import warmup_linear_decay
+
+    # linear warm-up over 3 steps, then linear decay to 0 at the last step (transformers' linear schedule)
+    assert [round(warmup_linear_decay(i, 8, 3), 3) for i in range(8)] == [0.333, 0.667, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]
+    assert warmup_linear_decay(7, 8, 0) == pytest.approx(1 / 8)
+    # the authors' loss scale: per-element mean reconstruction
+    x_hat, x = torch.tensor([[1.0, 2.0, 0.0]]), torch.zeros(1, 3)
+    assert recon_loss(x_hat, x, "mean").item() == pytest.approx(5 / 3)
+    with pytest.raises(SidrecError, match="recon_reduction"):
+        make_tokenizer("soft-rqvae", recon_reduction="max").fit(clustered()[0])
+
+
+def test_soft_rqvae_keeps_the_best_loss_epoch_and_its_tau():
+    x, _ = clustered()
+    best = make_tokenizer("soft-rqvae", epochs=6, tau_max=0.5, tau_min=0.01).fit(x)
+    losses = [h["loss"] for h in best.history_]
+    assert best.best_epoch_ == int(np.argmin(losses))
+    assert best.tau_final_ == pytest.approx(best.tau((best.best_epoch_ + 1) * math.ceil(len(x) / best.batch_size) - 1, 6 * math.ceil(len(x) / best.batch_size)))
+    last = make_tokenizer("soft-rqvae", epochs=6, tau_max=0.5, tau_min=0.01, keep_best=False).fit(x)
+    assert last.best_epoch_ == 5 and last.tau_final_ == pytest.approx(0.01)
+    # one code chain: the SIDs are the argmax of the soft chain at the kept tau
+    xt = torch.from_numpy(x)
+    np.testing.assert_array_equal(best.encode(x), best.probabilities(xt).argmax(2).numpy())
+    hard = best.module_.nearest_codes(xt)
+    share = float((best.module_.hard_codes(xt, best.tau_final_) != hard).any(1).float().mean())
+    assert best.chain_disagreement_ == pytest.approx(share, abs=1e-6)
+
+
+def test_rqvae_whitening_is_part_of_the_fitted_state(tmp_path):
+    from sidrec.tokenizers.base import Tokenizer
+
+    x, _ = clustered()
+    x = x * np.linspace(0.1, 3.0, x.shape[1], dtype=np.float32)  # anisotropic, so whitening matters
+    tok = make_tokenizer("rqvae", whiten=True, optimizer="adagrad").fit(x)
+    xt = torch.from_numpy(x)
+    z = tok._to_model(xt)
+    torch.testing.assert_close(z.mean(0), torch.zeros(x.shape[1]), atol=1e-4, rtol=0)
+    cov = (z.T @ z / (len(z) - 1)).numpy()
+    np.testing.assert_allclose(np.diag(cov), np.ones(x.shape[1]), atol=0.05)  # unit variance per direction
+    tok.save(tmp_path)
+    again = Tokenizer.load(tmp_path)
+    np.testing.assert_array_equal(again.encode(x), tok.encode(x))
+    # decode returns raw-space vectors: the inverse transform is applied
+    back = (z @ torch.from_numpy(tok.white_w_inv_) + torch.from_numpy(tok.white_mean_)).numpy()
+    np.testing.assert_allclose(back, x, atol=1e-4)
+    assert not np.array_equal(tok.encode(x), make_tokenizer("rqvae").fit(x).encode(x))
+    # the quantised space is the encoder latent of the whitened input
+    with torch.no_grad():
+        np.testing.assert_allclose(tok.latent(x), tok.module_.encoder(z).numpy(), atol=1e-5)
+    with pytest.raises(SidrecError, match="optimizer"):
+        make_tokenizer("rqvae", optimizer="sgd").fit(x)

@@ -30,8 +30,8 @@ def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
 
 
 def available_models() -> list[str]:
-    """Names accepted by ``model.arch``."""
-    return sorted(_MODELS)
+    """Names accepted by ``model.arch`` (not the checkpoint-only ones, e.g. UniGRec's ``encdec-soft``)."""
+    return sorted(n for n, cls in _MODELS.items() if not getattr(cls, "checkpoint_only", False))
 
 
 def build_model(model_cfg: ModelConfig, vocab_sizes: list[int], max_history: int = 20) -> nn.Module:

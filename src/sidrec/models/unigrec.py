@@ -1,47 +1,52 @@
 """UniGRec (Li et al., "Unified Generative Recommendation with Soft Identifiers"): model pieces.
 
 UniGRec trains the tokenizer and the TIGER encoder-decoder end to end by feeding
-the recommender *soft identifiers*: for every item and SID level, the
-assignment probabilities over that level's codewords (eq. 14) weight the
-recommender's token embeddings (eq. 15). With one-hot probabilities this is the
-ordinary embedding lookup, so a model trained this way is served by the plain
-:class:`~sidrec.models.encdec.EncoderDecoder` on hard SIDs (``sidrec evaluate``).
+the recommender's *encoder* *soft identifiers*: for every history item and SID
+level, the assignment probabilities over that level's codewords (eq. 14) weight
+the recommender's token embeddings (eq. 15). The decoder is teacher-forced with
+the target's hard SID, as in the authors' code (``SoftT5``: soft encoder, hard
+decoder), so decoder inputs and labels name the same codes.
 
 Composition, not a new architecture: :class:`UniGRec` holds
 
-- ``rec``: an ``EncoderDecoder`` (the recommender; the only part saved as the
-  serving checkpoint, arch ``"encdec"``);
+- ``rec``: an ``EncoderDecoder`` (the recommender);
 - ``tokenizer``: :class:`SoftTokenizer`, a differentiable view of an RQ-VAE-style
   tokenizer module (MLP encoder, residual codebooks, MLP decoder);
-- three linear projections for the dual collaborative distillation (§3.4).
+- the dual collaborative distillation heads (§3.4), as in the authors' code:
+  MLP adapters from the pooled encoder state and from the teacher embedding into
+  the codeword (latent) space (L_CD^T), and one from the first decoder state to the
+  teacher's width (L_CD^R).
 
-Soft token embeddings enter the recommender through ``EncoderDecoder.encode_embedded``
-and ``EncoderDecoder.decode_embedded``, the model's own paths after the token lookup
-(tested to agree with the hard path bit for bit on one-hot inputs).
+A trained model is served with the soft history it was trained on:
+:meth:`UniGRec.serving_model` exports a
+:class:`~sidrec.models.soft_history.SoftHistoryEncoderDecoder` (arch ``encdec-soft``).
 
 Shapes: B batch, U unique items of a batch, H history, T SID tokens (L levels +
-the de-dup digit), K codewords per level, D d_model, d semantic-embedding width.
+the de-dup digit), K codewords per level, D d_model, d semantic-embedding width,
+Dz codeword width.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sidrec.models.encdec import EncoderDecoder
-from sidrec.tokenizers._torch import recon_loss
-
-
-def sq_dist(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Squared L2 distances (B, K) between r (B, D) and codewords c (K, D)."""
-    return (r.pow(2).sum(1, keepdim=True) - 2 * r @ c.T + c.pow(2).sum(1)[None, :]).clamp_min(0)
+from sidrec.models.soft_history import SoftHistoryEncoderDecoder
+from sidrec.tokenizers._torch import mlp, recon_loss, sq_dist
 
 
 class SoftTokenizer(nn.Module):
     """Differentiable residual quantiser over an RQ-VAE's encoder, codebooks and decoder.
+
+    One code chain (issue 13, point 6): the hard ID of level l is the argmax of the
+    soft probabilities of eq. 14, whose level-l residual subtracts the previous
+    levels' *soft* codewords -- the chain the recommender's soft inputs come from, and
+    the authors' (``SoftVectorQuantizer``: ``indices = softmax(-d / tau).argmax``).
 
     Args:
         encoder: MLP d -> latent width.
@@ -78,26 +83,21 @@ class SoftTokenizer(nn.Module):
             probs.append(p)
         return torch.stack(probs, 1), zq
 
-    def log_probs(self, x: torch.Tensor, tau: float) -> torch.Tensor:
-        """log p_l(k) (B, L, K), computed in log space (stable at small tau)."""
-        v = self.encoder(x)
-        out = []
-        for cb in self.codebooks:
-            logit = -sq_dist(v, cb) / tau  # (B, K)
-            out.append(F.log_softmax(logit, dim=-1))
-            v = v - torch.softmax(logit, dim=-1) @ cb
-        return torch.stack(out, 1)
-
     def forward(self, x: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, d) -> (reconstruction (B, d) (eq. 6 on the soft latent), probabilities (B, L, K))."""
         probs, zq = self.assign(x, tau)
         return self.decoder(zq), probs
 
     @torch.no_grad()
-    def hard_codes(self, x: torch.Tensor, batch: int = 8192) -> torch.Tensor:
-        """Hard identifiers (N, L): nearest codeword and hard residual per level (eq. 3-4)."""
+    def hard_codes(self, x: torch.Tensor, tau: float | None, batch: int = 8192) -> torch.Tensor:
+        """Hard identifiers (N, L): argmax of the soft chain's probabilities at ``tau`` (one chain
+        with the soft inputs), or with ``tau=None`` the nearest-codeword chain (hard residuals,
+        eq. 3-4: TIGER's RQ-VAE SIDs, for a hard stage 1)."""
         out = []
         for s in range(0, len(x), batch):
+            if tau is not None:
+                out.append(self.assign(x[s : s + batch], tau)[0].argmax(-1))
+                continue
             v, codes = self.encoder(x[s : s + batch]), []
             for cb in self.codebooks:
                 idx = sq_dist(v, cb).argmin(1)
@@ -105,6 +105,35 @@ class SoftTokenizer(nn.Module):
                 codes.append(idx)
             out.append(torch.stack(codes, 1))
         return torch.cat(out)
+
+    def code_logits(self, v: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Codeword logits (B, L, K) of latents v (B, Dz) for L_CD^T: -||r_l - e_l^k||^2 / temperature.
+
+        Residuals subtract the nearest codeword, as the authors' ``_get_code_logits``.
+        Sign: eq. 14's (a nearer codeword is more likely). The authors' code feeds the
+        distance itself in as the logit, which favours the *farthest* codeword; we keep
+        the paper's sign deliberately.
+        """
+        out = []
+        for cb in self.codebooks:
+            d = sq_dist(v, cb)  # (B, K)
+            out.append(-d / temperature)
+            v = v - cb[d.argmin(1)]
+        return torch.stack(out, 1)
+
+
+def adapter(d_in: int, d_out: int, max_layers: int) -> nn.Sequential:
+    """MLP d_in -> d_out whose widths halve (or double) per layer, at most ``max_layers`` linears.
+
+    The authors' adaptive adapters: 128 -> 64 -> 32 (encoder state -> codewords),
+    256 -> 128 -> 64 -> 32 (a d-256 teacher -> codewords), one linear when the widths
+    are within 2x of each other.
+    """
+    ratio = max(d_in, d_out) / min(d_in, d_out)
+    n = 1 if ratio < 2 else min(max_layers, math.ceil(math.log2(ratio)))
+    step = 2 if d_out > d_in else 0.5
+    widths = [d_in] + [max(1, int(d_in * step**i)) for i in range(1, n)] + [d_out]
+    return mlp(widths)
 
 
 def soft_token_embeddings(probs: torch.Tensor, table: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -126,10 +155,16 @@ def soft_token_embeddings(probs: torch.Tensor, table: torch.Tensor, offsets: tor
     return torch.einsum("...lk,lkd->...ld", probs, rows)
 
 
-def symmetric_kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
-    """KL(P||Q) + KL(Q||P) summed over levels, mean over the batch (eq. 18); inputs (B, L, K) log-probs."""
+def symmetric_kl(logit_p: torch.Tensor, logit_q: torch.Tensor) -> torch.Tensor:
+    """KL(P||Q) + KL(Q||P) of softmax(logits) (U, L, K), averaged over the U items and L levels.
+
+    Eq. 18 sums over levels; the authors' code averages over items x levels
+    (``kl_div(..., reduction="batchmean")`` on (U*L, K)), which we follow: with λ_T = 0.01
+    the term is then at the authors' scale.
+    """
+    logp, logq = F.log_softmax(logit_p, -1), F.log_softmax(logit_q, -1)
     p, q = logp.exp(), logq.exp()
-    return ((p * (logp - logq)).sum((1, 2)) + (q * (logq - logp)).sum((1, 2))).mean()
+    return ((p * (logp - logq)).sum(-1) + (q * (logq - logp)).sum(-1)).mean()
 
 
 def symmetric_info_nce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
@@ -137,6 +172,13 @@ def symmetric_info_nce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Te
     logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / tau  # (B, B)
     labels = torch.arange(len(a), device=a.device)
     return F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)
+
+
+def first_occurrence(x: torch.Tensor) -> torch.Tensor:
+    """Indices of the first occurrence of each distinct value of x (N,), in sorted-value order."""
+    uniq, inv = torch.unique(x, return_inverse=True)
+    pos = torch.arange(len(x), device=x.device)
+    return torch.full((len(uniq),), len(x), device=x.device).scatter_reduce_(0, inv, pos, "amin")
 
 
 class UniGRec(nn.Module):
@@ -148,26 +190,30 @@ class UniGRec(nn.Module):
         tokenizer: the soft tokenizer (its input width d = the semantic embeddings').
         item_embeddings: (n_items, d) semantic embeddings of every item (a buffer).
         teacher: (n_items, d_t) collaborative teacher (SASRec) item embeddings, or None.
-        tau: assignment temperature of stage 2 (tau_min, eq. 14).
+        tau: assignment temperature of stage 2 (stage 1's final tau, eq. 14 / Algorithm 1).
         tau_prime: InfoNCE temperature (eq. 19).
+        cd_t_temperature: temperature of L_CD^T's codeword logits (authors: none, i.e. 1).
+        recon_reduction: L_recon per item: "mean" over dimensions (authors' ``mse_loss``) or "sum".
     """
 
     def __init__(self, rec: EncoderDecoder, tokenizer: SoftTokenizer, item_embeddings: torch.Tensor,
-                 teacher: torch.Tensor | None, tau: float = 1e-3, tau_prime: float = 0.07):
+                 teacher: torch.Tensor | None, tau: float = 1e-3, tau_prime: float = 0.07,
+                 cd_t_temperature: float = 1.0, recon_reduction: str = "mean"):
         super().__init__()
         self.rec, self.tokenizer, self.tau, self.tau_prime = rec, tokenizer, tau, tau_prime
+        self.cd_t_temperature, self.recon_reduction = cd_t_temperature, recon_reduction
         self.n_levels = tokenizer.codebooks.shape[0]
         assert len(rec.vocab_sizes) == self.n_levels + 1, "the recommender needs L levels + a de-dup digit"
         self.register_buffer("items", item_embeddings.float(), persistent=False)  # (n_items, d)
-        d, D = item_embeddings.shape[1], rec.tok.weight.shape[1]
-        self.proj_enc = nn.Linear(D, d)  # h^Enc -> tokenizer input (§3.4.1)
-        d_t = teacher.shape[1] if teacher is not None else d
-        self.proj_tea = nn.Linear(d_t, d)  # h^Tea -> tokenizer input (§3.4.1)
-        self.proj_dec = nn.Linear(D, d_t)  # h^Dec -> teacher width (§3.4.2)
+        D, Dz = rec.tok.weight.shape[1], tokenizer.codebooks.shape[2]
+        d_t = teacher.shape[1] if teacher is not None else D
+        self.proj_enc = adapter(D, Dz, 2)  # h^Enc -> codeword space (§3.4.1; authors' enc_adapter)
+        self.proj_tea = adapter(d_t, Dz, 3)  # h^Tea -> codeword space (authors' sasrec_to_e_adapter)
+        self.proj_dec = adapter(D, d_t, 3)  # h^Dec -> teacher width (§3.4.2; 256-d with a d-256 teacher)
         self.register_buffer("teacher", None if teacher is None else teacher.float(), persistent=False)
 
-    def token_embeddings(self, items: torch.Tensor, codes: torch.Tensor, soft: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Token embeddings (U, T, D) of ``items`` (U,) and the reconstruction loss (or None).
+    def history_embeddings(self, items: torch.Tensor, codes: torch.Tensor, soft: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encoder input embeddings (U, T, D) of ``items`` (U,) and the reconstruction loss (or None).
 
         Args:
             items: unique item_idx.
@@ -181,7 +227,7 @@ class UniGRec(nn.Module):
         x_hat, probs = self.tokenizer(x, self.tau)  # (U, d), (U, L, K)
         soft_e = soft_token_embeddings(probs, rec.tok.weight, rec.offsets[: self.n_levels])  # (U, L, D)
         dedup = rec.tok(codes[:, -1] + rec.offsets[-1])[:, None]  # (U, 1, D)
-        return torch.cat([soft_e, dedup], dim=1), recon_loss(x_hat, x)
+        return torch.cat([soft_e, dedup], dim=1), recon_loss(x_hat, x, self.recon_reduction)
 
     def losses(self, hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, codes: torch.Tensor,
                soft: bool, lambdas: tuple[float, float, float], user_bins: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -192,7 +238,7 @@ class UniGRec(nn.Module):
             mask: (B, H) True for real history items.
             target: (B,) next item_idx.
             codes: (n_items, T) current hard SIDs of every item (labels and de-dup digits).
-            soft: soft identifiers as inputs (eq. 15).
+            soft: soft identifiers as encoder inputs (eq. 15); the decoder always gets hard ones.
             lambdas: (lambda_recon, lambda_cd_t, lambda_cd_r).
             user_bins: (B,) hashed user tokens or None.
 
@@ -201,12 +247,14 @@ class UniGRec(nn.Module):
         """
         lam_recon, lam_t, lam_r = lambdas
         B, H = hist.shape
+        # L_recon covers the batch's history and target items (the authors' history + target terms)
         uniq, inv = torch.unique(torch.cat([hist.reshape(-1), target]), return_inverse=True)
-        emb, recon = self.token_embeddings(uniq, codes[uniq], soft)  # (U, T, D)
-        e_hist, e_tgt = emb[inv[: B * H]].view(B, H, *emb.shape[1:]), emb[inv[B * H :]]
+        emb, recon = self.history_embeddings(uniq, codes[uniq], soft)  # (U, T, D)
+        e_hist = emb[inv[: B * H]].view(B, H, *emb.shape[1:])
         enc, kpm, enc_mask = self.rec.encode_embedded(e_hist, mask, user_bins)  # (B, S, D)
-        h = self.rec.decode_embedded(enc, kpm, e_tgt[:, None])[:, 0]  # (B, T, D)
         labels = codes[target]  # (B, T)
+        e_tgt = self.rec.tok(labels + self.rec.offsets)  # (B, T, D) hard decoder inputs (point 4)
+        h = self.rec.decode_embedded(enc, kpm, e_tgt[:, None])[:, 0]  # (B, T, D)
         T = labels.shape[1]
         rec_loss = sum(F.cross_entropy(self.rec._logits(h[:, t], t), labels[:, t]) for t in range(T)) / T  # eq. 13
         out = {"rec": rec_loss}
@@ -214,15 +262,18 @@ class UniGRec(nn.Module):
         if recon is not None and lam_recon > 0:
             out["recon"] = recon
             loss = loss + lam_recon * recon
+        if lam_t > 0 or lam_r > 0:
+            first = first_occurrence(target)  # each distinct target once (the authors' unique targets)
+            tea = self._teacher(target[first])  # (U, d_t)
         if lam_t > 0:  # eq. 18: codes of the pooled encoder state vs of the teacher's target embedding
             w = enc_mask.float()[..., None]
-            h_enc = (enc * w).sum(1) / w.sum(1).clamp_min(1)  # (B, D) masked mean pooling
-            logp_enc = self.tokenizer.log_probs(self.proj_enc(h_enc), self.tau)
-            logp_tea = self.tokenizer.log_probs(self.proj_tea(self._teacher(target)), self.tau)
-            out["cd_t"] = symmetric_kl(logp_enc, logp_tea)
+            h_enc = ((enc * w).sum(1) / w.sum(1).clamp_min(1))[first]  # (U, D) masked mean pooling
+            cb_t = self.cd_t_temperature
+            out["cd_t"] = symmetric_kl(self.tokenizer.code_logits(self.proj_enc(h_enc), cb_t),
+                                       self.tokenizer.code_logits(self.proj_tea(tea), cb_t))  # fmt: skip
             loss = loss + lam_t * out["cd_t"]
-        if lam_r > 0:  # eq. 20: first decoder state vs teacher embedding of the target
-            out["cd_r"] = symmetric_info_nce(self.proj_dec(h[:, 0]), self._teacher(target), self.tau_prime)
+        if lam_r > 0:  # eq. 20: first decoder state vs teacher embedding, repeated targets dropped
+            out["cd_r"] = symmetric_info_nce(self.proj_dec(h[first, 0]), tea, self.tau_prime)
             loss = loss + lam_r * out["cd_r"]
         out["loss"] = loss
         return out
@@ -230,3 +281,22 @@ class UniGRec(nn.Module):
     def _teacher(self, target: torch.Tensor) -> torch.Tensor:
         assert self.teacher is not None, "collaborative distillation needs teacher embeddings"
         return self.teacher[target]
+
+    @torch.no_grad()
+    def serving_model(self, codes: torch.Tensor, soft: bool) -> EncoderDecoder:
+        """The recommender as it is trained, for validation, ``sidrec evaluate`` and ``recommend``.
+
+        With soft identifiers: a :class:`SoftHistoryEncoderDecoder` (a copy of ``rec``) that
+        feeds every history item the soft level embeddings it is trained on (eq. 15 at the
+        stage-2 tau), fixed at this moment; else ``rec`` itself (hard lookup).
+
+        Args:
+            codes: (n_items, T) the hard SIDs the model is validated and served with.
+            soft: whether training fed soft identifiers.
+        """
+        if not soft:
+            return self.rec
+        inputs = torch.cat([self.tokenizer.assign(self.items[s : s + 8192], self.tau)[0]
+                            for s in range(0, len(self.items), 8192)])  # (n_items, L, K)  # fmt: skip
+        emb = soft_token_embeddings(inputs, self.rec.tok.weight, self.rec.offsets[: self.n_levels])  # (n_items, L, D)
+        return SoftHistoryEncoderDecoder.wrap(self.rec, codes, emb)

@@ -141,8 +141,10 @@ class TorchTokenizer(Tokenizer):
 
     def _loop(self, x: torch.Tensor, step: Callable[[torch.Tensor, int, int], dict[str, torch.Tensor]],
               progress: bool, desc: str = "", epochs: int | None = None,
-              on_epoch: Callable[[int], None] | None = None) -> list[dict[str, float]]:
+              on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
         """Shuffled mini-batches for ``epochs``; ``step(batch, i, total)`` does one update.
+
+        ``on_epoch(epoch, means)`` runs after every epoch with that epoch's means.
 
         Returns per-epoch means of the scalars ``step`` returns (kept in ``history_``).
         """
@@ -166,17 +168,19 @@ class TorchTokenizer(Tokenizer):
             history.append({k: v / per_epoch for k, v in sums.items()})
             bar.set_postfix({k: f"{v:.4g}" for k, v in history[-1].items()})
             if on_epoch is not None:
-                on_epoch(epoch)
+                on_epoch(epoch, history[-1])
         bar.close()
         return history
 
     def _loop_with_usage(self, x: torch.Tensor, step: Callable[[torch.Tensor, int, int], dict[str, torch.Tensor]],
-                         progress: bool, on_unused: Callable[[torch.Tensor], None] | None = None) -> None:
+                         progress: bool, on_unused: Callable[[torch.Tensor], None] | None = None,
+                         after_epoch: Callable[[int, dict[str, float]], None] | None = None) -> None:
         """:meth:`_loop` that also records each level's codeword usage per epoch; sets ``history_``.
 
         ``step`` returns its scalars plus ``"codes"``, the batch's hard codes (B, L).
         ``on_unused(used)``, if given, runs after every epoch but the last with the
         (L, K) bool mask of codewords used in that epoch (e.g. to reset dead codes).
+        ``after_epoch(epoch, means)``, if given, runs after every epoch (e.g. to keep the best one).
         """
         used = torch.zeros(self.n_levels, self.codebook_size, dtype=torch.bool, device=x.device)
         usage_log: list[list[float]] = []
@@ -186,11 +190,13 @@ class TorchTokenizer(Tokenizer):
             used.scatter_(1, out.pop("codes").T, True)
             return out
 
-        def on_epoch(epoch: int) -> None:
+        def on_epoch(epoch: int, means: dict[str, float]) -> None:
             usage_log.append(used.float().mean(1).tolist())  # (L,) fraction of codewords used this epoch
             if on_unused is not None and epoch < self.epochs - 1:
                 on_unused(used)
             used.zero_()
+            if after_epoch is not None:
+                after_epoch(epoch, means)
 
         history = self._loop(x, counted, progress, on_epoch=on_epoch)
         self.history_ = [
@@ -217,12 +223,19 @@ def reset_dead_codes_(codebooks: torch.Tensor, r: torch.Tensor, used: torch.Tens
         r = r - cb[sq_dist(r, cb).argmin(1)]
 
 
-def recon_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+RECON_REDUCTIONS = ("sum", "mean")
+
+
+def recon_loss(x_hat: torch.Tensor, x: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
     """Reconstruction loss: squared L2 norm of the error per item, mean over the batch.
 
-    Summed over dimensions, not averaged: ``F.mse_loss`` would make it d times smaller
-    (384x for MiniLM), and the papers' loss weights are set against this scale
-    (UniGRec eq. 7/21/22, R³-VAE eq. 11/13); with the mean, UniGRec's L_CU matched
-    L_Recon and drove the soft assignments to uniform (every item in one SID) on Beauty.
+    ``"sum"`` (default) sums over dimensions, not averaged: ``F.mse_loss`` would make it
+    d times smaller (384x for MiniLM), and the papers' loss weights are set against this
+    scale (UniGRec eq. 7/21/22, R³-VAE eq. 11/13). ``"mean"`` averages over dimensions
+    (``F.mse_loss``): UniGRec's *code* does, and its stage-2 λ_recon 0.5 is set against
+    that scale (UniGRec stage 2 uses it; soft-rqvae's ``recon_reduction`` switch).
     """
-    return (x_hat - x).pow(2).sum(-1).mean()
+    if reduction not in RECON_REDUCTIONS:
+        raise SidrecError(f"reconstruction reduction must be one of {', '.join(RECON_REDUCTIONS)}, got {reduction!r}")
+    err = (x_hat - x).pow(2)
+    return err.mean() if reduction == "mean" else err.sum(-1).mean()

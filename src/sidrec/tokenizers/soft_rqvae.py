@@ -11,9 +11,27 @@ UniGRec §3.2-3.3, §3.5.1, on TIGER's RQ-VAE (encoder -> L codebooks -> decoder
 - pre-training loss (eq. 21) ``L_Recon + lambda_CU L_CU``: no quantisation loss,
   the soft path carries reconstruction gradients to the codebooks.
 
+Optimisation follows the authors' stage-1 code (``rqvae/trainer.py``, issue 13
+point 8): AdamW with weight decay 1e-4, linear warm-up then linear decay of the lr
+to 0, gradient-norm clipping at 1.0, and the *best-loss epoch* is kept, not the
+last (the end of the tau schedule degraded our codes: BENCHMARKS.md, UniGRec,
+fourth session). L_CU is a mean over levels, as the authors'
+``ResidualVectorQuantizer`` (eq. 17 sums). Deliberately different: L_Recon stays
+eq. 7's squared norm per item by default (``recon_reduction="sum"``); the
+authors' per-element mean (``"mean"``) puts λ_CU = 1e-4 at their relative scale,
+and on Beauty's 384-d MiniLM embeddings it collapses: 200 epochs at this recipe
+gave 77.9% colliding items, L_CU pinned at -ln 256 (every item's assignment
+uniform over the codewords) from epoch ~20 to ~150 (issue 13 report). Also
+different: our warm-up default is 3 of 200 epochs (theirs 50 of 3,000), and the
+best epoch is looked for after every epoch (theirs every 50).
+
 Codebooks are k-means initialised on the initial latents (as in TIGER's RQ-VAE,
-which UniGRec builds on). The hard ID is argmax of ``p_l`` = nearest codeword,
-with hard residual updates (the ``tau -> 0`` limit). :meth:`SoftRQVAE.probabilities`
+which UniGRec builds on). The hard ID is the argmax of ``p_l`` along the soft
+chain (residuals subtract the soft codewords) at the best epoch's tau,
+``tau_final_`` -- the chain the soft identifiers of stage 2 come from (issue 13,
+point 6; the authors' ``SoftVectorQuantizer`` does the same). ``chain_disagreement_``
+records the share of items whose codes differ from the nearest-codeword (hard
+residual) chain. :meth:`SoftRQVAE.probabilities`
 returns the per-level assignment probabilities as a differentiable torch tensor
 for end-to-end training, and :class:`SoftRQVAEModule` (``tokenizer.module_``) is a
 plain ``nn.Module`` that can sit inside a larger model.
@@ -21,12 +39,24 @@ plain ``nn.Module`` that can sit inside a larger model.
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import torch
 from torch import nn
 
 from sidrec.errors import SidrecError
-from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_levels_, mlp, recon_loss, reset_dead_codes_, sq_dist
-from sidrec.tokenizers.base import check_bool, check_dims, check_float, register
+from sidrec.tokenizers._torch import (
+    ENCODE_BATCH,
+    RECON_REDUCTIONS,
+    TorchTokenizer,
+    kmeans_init_levels_,
+    mlp,
+    recon_loss,
+    reset_dead_codes_,
+    sq_dist,
+)
+from sidrec.tokenizers.base import check_bool, check_dims, check_float, check_int, register
 
 
 class SoftRQVAEModule(nn.Module):
@@ -62,8 +92,13 @@ class SoftRQVAEModule(nn.Module):
         return self.decoder(zq), probs
 
     @torch.no_grad()
-    def hard_codes(self, x: torch.Tensor) -> torch.Tensor:
-        """Nearest-codeword IDs (B, L) with hard residual updates."""
+    def hard_codes(self, x: torch.Tensor, tau: float) -> torch.Tensor:
+        """IDs (B, L): argmax of the soft chain's probabilities at ``tau`` (one chain with the soft inputs)."""
+        return self.quantize(self.encoder(x), tau)[1].argmax(2)
+
+    @torch.no_grad()
+    def nearest_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Nearest-codeword IDs (B, L) with hard residual updates (the other chain; for measurement)."""
         r, codes = self.encoder(x), []
         for cb in self.codebooks:
             idx = sq_dist(r, cb).argmin(1)
@@ -73,9 +108,16 @@ class SoftRQVAEModule(nn.Module):
 
 
 def codeword_uniformity_loss(probs: torch.Tensor) -> torch.Tensor:
-    """Eq. 17: sum over levels of sum_k pbar log pbar, pbar = batch mean of probs (B, L, K)."""
+    """Eq. 17 per level, averaged over levels (the authors' code): sum_k pbar log pbar, pbar = batch mean of probs (B, L, K)."""
     pbar = probs.mean(0)  # (L, K)
-    return (pbar * torch.log(pbar.clamp_min(1e-12))).sum()
+    return (pbar * torch.log(pbar.clamp_min(1e-12))).sum(1).mean()
+
+
+def warmup_linear_decay(step: int, total: int, warmup: int) -> float:
+    """lr factor at ``step`` of ``total``: linear warm-up over ``warmup`` steps, then linear decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
 
 
 @register("soft-rqvae")
@@ -89,19 +131,24 @@ class SoftRQVAE(TorchTokenizer):
         dims: encoder widths after the input; the last is the codeword width.
         tau_max: temperature at the first step (eq. 16).
         tau_min: temperature at the last step, and for :meth:`probabilities` by default.
-        cu_weight: lambda_CU of eq. 21.
+        cu_weight: lambda_CU of eq. 21 (against ``recon_reduction``'s scale).
         dead_code_reset: after each epoch, move codewords no item chose to latents of
             random items, as TIGER's RQ-VAE (``rqvae``) does. Not in UniGRec; off by default.
         epochs: passes over the items.
         batch_size: items per step (paper: 1024).
-        lr: AdamW learning rate (paper: 1e-3).
+        lr: peak AdamW learning rate (paper: 1e-3).
         device: "auto", "cpu" or "cuda".
+        recon_reduction: L_Recon per item, "sum" (eq. 7's squared norm) or "mean" over dimensions (authors' code; collapses on Beauty).
+        warmup_epochs: linear lr warm-up, then linear decay to 0 (authors: 50 of 3,000 epochs).
+        weight_decay: AdamW weight decay (authors: 1e-4).
+        keep_best: keep the epoch with the lowest mean training loss (authors' ``best_loss_model``), else the last.
     """
 
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0,
                  dims: tuple[int, ...] = (512, 256, 128, 32), tau_max: float = 0.01, tau_min: float = 0.001,
                  cu_weight: float = 1e-4, dead_code_reset: bool = False, epochs: int = 200,
-                 batch_size: int = 1024, lr: float = 1e-3, device: str = "auto"):
+                 batch_size: int = 1024, lr: float = 1e-3, device: str = "auto", recon_reduction: str = "sum",
+                 warmup_epochs: int = 3, weight_decay: float = 1e-4, keep_best: bool = True):
         super().__init__(n_levels, codebook_size, seed)
         self.dims = dims
         self.tau_max = tau_max
@@ -112,6 +159,12 @@ class SoftRQVAE(TorchTokenizer):
         self.batch_size = batch_size
         self.lr = lr
         self.device = device
+        self.recon_reduction = recon_reduction
+        self.warmup_epochs = warmup_epochs
+        self.weight_decay = weight_decay
+        self.keep_best = keep_best
+
+    grad_clip = 1.0  # gradient-norm clipping (authors' trainer)
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -123,6 +176,11 @@ class SoftRQVAE(TorchTokenizer):
             raise SidrecError(f"`tau_max` of {owner} must be >= tau_min ({self.tau_min}), got {self.tau_max}.")
         check_float(owner, "cu_weight", self.cu_weight, 0.0)
         check_bool(owner, "dead_code_reset", self.dead_code_reset)
+        if self.recon_reduction not in RECON_REDUCTIONS:
+            raise SidrecError(f"`recon_reduction` of {owner} must be one of {', '.join(RECON_REDUCTIONS)}, got {self.recon_reduction!r}.")
+        check_int(owner, "warmup_epochs", self.warmup_epochs, 0)
+        check_float(owner, "weight_decay", self.weight_decay, 0.0)
+        check_bool(owner, "keep_best", self.keep_best)
 
     def _build(self, dim: int) -> nn.Module:
         return SoftRQVAEModule(dim, tuple(self.dims), self.n_levels, self.codebook_size)
@@ -136,41 +194,66 @@ class SoftRQVAE(TorchTokenizer):
         m: SoftRQVAEModule = self.module_
         with torch.no_grad():
             kmeans_init_levels_(m.codebooks, m.encoder(x), self.seed)
-        opt = torch.optim.AdamW(m.parameters(), lr=self.lr, weight_decay=0.0)
+        opt = torch.optim.AdamW(m.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        per_epoch = -(-x.shape[0] // self.batch_size)
         last: dict[str, torch.Tensor] = {}
+        best: dict = {"loss": float("inf"), "epoch": -1, "tau": self.tau_min, "state": None}
 
         def step(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
             tau = self.tau(i, total)
+            for g in opt.param_groups:
+                g["lr"] = self.lr * warmup_linear_decay(i, total, self.warmup_epochs * per_epoch)
             x_hat, probs = m(xb, tau)
-            rec = recon_loss(x_hat, xb)
+            rec = recon_loss(x_hat, xb, self.recon_reduction)
             cu = codeword_uniformity_loss(probs)
             loss = rec + self.cu_weight * cu  # eq. 21
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), self.grad_clip)
             opt.step()
-            last["batch"] = xb
+            last["batch"], last["tau"] = xb, torch.tensor(tau)
             return {"loss": loss.detach(), "rec": rec.detach(), "cu": cu.detach(), "tau": torch.tensor(tau),
                     "codes": probs.argmax(2)}
 
         def reset(used: torch.Tensor) -> None:  # as TIGER's RQ-VAE (rqvae) does; not in UniGRec
             reset_dead_codes_(m.codebooks, m.encoder(last["batch"]), used)
 
-        self._loop_with_usage(x, step, progress, reset if self.dead_code_reset else None)
+        def keep(epoch: int, means: dict[str, float]) -> None:
+            if not self.keep_best or means["loss"] < best["loss"]:
+                best.update(loss=means["loss"], epoch=epoch, tau=float(last["tau"]), state=copy.deepcopy(m.state_dict()))
+
+        self._loop_with_usage(x, step, progress, reset if self.dead_code_reset else None, keep)
+        if best["state"] is not None:  # None only if every epoch's loss was NaN
+            m.load_state_dict(best["state"])
+        self.best_epoch_, self.tau_final_ = int(best["epoch"]), best["tau"]
+        differ = 0  # issue 13 point 6: how often the two code chains disagree (in batches: (N, L, K) probs)
+        for s in range(0, len(x), ENCODE_BATCH):
+            xb = x[s : s + ENCODE_BATCH]
+            differ += int((m.hard_codes(xb, self.tau_final_) != m.nearest_codes(xb)).any(1).sum())
+        self.chain_disagreement_ = round(differ / len(x), 6)
 
     def probabilities(self, embeddings: torch.Tensor, tau: float | None = None) -> torch.Tensor:
         """Per-level codeword probabilities (B, L, K), differentiable w.r.t. the module.
 
         Args:
             embeddings: (B, d) float tensor on the module's device.
-            tau: temperature; default ``tau_min`` (UniGRec stage 2 fixes tau at tau_min).
+            tau: temperature; default :attr:`final_tau` (UniGRec stage 2 uses stage 1's final tau).
         """
         self._check_fitted("probabilities")
         if embeddings.ndim != 2 or embeddings.shape[1] != self.dim_:
             raise SidrecError(f"embeddings must have shape (n, {self.dim_}), got {tuple(embeddings.shape)}.")
-        return self.module_(embeddings, self.tau_min if tau is None else tau)[1]
+        return self.module_(embeddings, self.final_tau if tau is None else tau)[1]
+
+    @property
+    def final_tau(self) -> float:
+        """The tau of the kept epoch (``tau_min`` for tokenizers saved before it was recorded)."""
+        return float(getattr(self, "tau_final_", self.tau_min))
 
     def _codes(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module_.hard_codes(x)
+        return self.module_.hard_codes(x, self.final_tau)
+
+    def _latent(self, x: np.ndarray) -> np.ndarray:  # the encoder's latent is what the codebooks quantise
+        return self._batched(x, self.module_.encoder)
 
     def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
         m: SoftRQVAEModule = self.module_

@@ -11,8 +11,11 @@
   based RQ-VAE"): during training each input element is zeroed with
   probability ``mask_ratio`` and the decoder must reconstruct the unmasked x.
 
-Training: AdamW, ``lr`` 1e-3, mini-batches of ``batch_size``; the MLP runs on
-``device``. ``history_`` keeps per-epoch means of the losses and each level's
+Training: AdamW (or AdaGrad, GRID's RQ-VAE optimiser: ``optimizer``), ``lr`` 1e-3,
+mini-batches of ``batch_size``; the MLP runs on ``device``. ``whiten`` PCA-whitens
+the embeddings before the autoencoder (GRID §4: "embeddings whitened (RQ-VAE) to
+prevent collapse"); the transform is part of the fitted state, so ``encode`` takes
+raw embeddings and ``decode`` returns them. ``history_`` keeps per-epoch means of the losses and each level's
 codebook usage during that epoch (the curve of R³-VAE Fig. 4, right). ``rvq``
 (no encoder) lives in :mod:`sidrec.tokenizers.rvq`.
 """
@@ -26,9 +29,13 @@ from torch import nn
 
 from sidrec.errors import SidrecError
 from sidrec.tokenizers._torch import TorchTokenizer, kmeans_init_levels_, mlp, reset_dead_codes_, sq_dist
-from sidrec.tokenizers.base import check_bool, check_dims, check_float, register
+from sidrec.tokenizers.base import check_bool, check_dims, check_float, check_int, register
 
 BETA = 0.25  # commitment weight (TIGER, UniGRec eq. 7)
+OPTIMIZERS = {
+    "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.0),
+    "adagrad": lambda params, lr: torch.optim.Adagrad(params, lr=lr),  # GRID's RQ-VAE
+}
 
 
 class ResidualVQ(nn.Module):
@@ -96,14 +103,16 @@ class RQVAE(TorchTokenizer):
         dead_code_reset: reset codewords unused during an epoch to random latents.
         epochs: passes over the items.
         batch_size: items per step.
-        lr: AdamW learning rate.
+        lr: learning rate.
         device: "auto" (cuda if available, else cpu), "cpu" or "cuda".
+        whiten: PCA-whiten the embeddings first (GRID's RQ-VAE); off by default.
+        optimizer: "adamw" (default) or "adagrad" (GRID's RQ-VAE).
     """
 
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0,
                  dims: tuple[int, ...] = (512, 256, 128, 32), kmeans_init: bool = True,
                  dead_code_reset: bool = True, epochs: int = 200, batch_size: int = 1024,
-                 lr: float = 1e-3, device: str = "auto"):
+                 lr: float = 1e-3, device: str = "auto", whiten: bool = False, optimizer: str = "adamw"):
         super().__init__(n_levels, codebook_size, seed)
         self.dims = dims
         self.kmeans_init = kmeans_init
@@ -112,6 +121,8 @@ class RQVAE(TorchTokenizer):
         self.batch_size = batch_size
         self.lr = lr
         self.device = device
+        self.whiten = whiten
+        self.optimizer = optimizer
 
     mask_ratio = 0.0  # input masking during training (``mq``)
 
@@ -121,6 +132,9 @@ class RQVAE(TorchTokenizer):
         self.dims = check_dims(owner, "dims", self.dims)
         check_bool(owner, "kmeans_init", self.kmeans_init)
         check_bool(owner, "dead_code_reset", self.dead_code_reset)
+        check_bool(owner, "whiten", self.whiten)
+        if self.optimizer not in OPTIMIZERS:
+            raise SidrecError(f"`optimizer` of {owner} must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}.")
         if self.single_level and self.n_levels != 1:
             raise SidrecError(f"`n_levels` of {owner} must be 1 (single codebook; set tokenizer.n_levels=1), got {self.n_levels}.")
 
@@ -134,9 +148,12 @@ class RQVAE(TorchTokenizer):
 
     def _train(self, x: torch.Tensor, progress: bool) -> None:
         m: RQVAEModule = self.module_
+        if self.whiten:
+            self._fit_whitening(x)
+        x = self._to_model(x)
         if self.kmeans_init:
             self._init_codebooks(x)
-        opt = torch.optim.AdamW(m.parameters(), lr=self.lr, weight_decay=0.0)
+        opt = OPTIMIZERS[self.optimizer](m.parameters(), lr=self.lr)
         last: dict[str, torch.Tensor] = {}
 
         def step(xb: torch.Tensor, i: int, total: int) -> dict[str, torch.Tensor]:
@@ -157,16 +174,36 @@ class RQVAE(TorchTokenizer):
 
         self._loop_with_usage(x, step, progress, reset if self.dead_code_reset else None)
 
+    @torch.no_grad()
+    def _fit_whitening(self, x: torch.Tensor) -> None:
+        """PCA whitening x -> (x - mean) @ W, W = V diag(1 / sqrt(lambda + eps)), and its inverse."""
+        xd = x.double()
+        mean = xd.mean(0)
+        cov = (xd - mean).T @ (xd - mean) / max(1, len(xd) - 1)  # (d, d)
+        lam, vec = torch.linalg.eigh(cov)
+        lam = lam.clamp_min(0) + 1e-6 * float(lam.max())  # directions without variance are not blown up
+        self.white_mean_ = mean.float().cpu().numpy()
+        self.white_w_ = (vec / lam.sqrt()).float().cpu().numpy()  # (d, d)
+        self.white_w_inv_ = (vec * lam.sqrt()).T.float().cpu().numpy()  # (d, d)
+
+    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "white_w_", None) is None:
+            return x
+        return (x - torch.from_numpy(self.white_mean_).to(x)) @ torch.from_numpy(self.white_w_).to(x)
+
     def _codes(self, x: torch.Tensor) -> torch.Tensor:
         m: RQVAEModule = self.module_
-        return m.quantizer(m.encoder(x))[1]
+        return m.quantizer(m.encoder(self._to_model(x)))[1]
 
     def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
         m: RQVAEModule = self.module_
-        return m.decoder(m.quantizer.lookup(codes))
+        out = m.decoder(m.quantizer.lookup(codes))
+        if getattr(self, "white_w_", None) is None:
+            return out
+        return out @ torch.from_numpy(self.white_w_inv_).to(out) + torch.from_numpy(self.white_mean_).to(out)
 
-    def _latent(self, x: np.ndarray) -> np.ndarray:  # the encoder's latent is what the codebooks quantise
-        return self._batched(x, self.module_.encoder)
+    def _latent(self, x: np.ndarray) -> np.ndarray:  # the encoder's latent (of the whitened input) is what the codebooks quantise
+        return self._batched(x, lambda xb: self.module_.encoder(self._to_model(xb)))
 
 
 @register("vqvae")

@@ -6,15 +6,31 @@ Stage 1 (tokenizer pre-training, eq. 21) is ``sidrec tokenize`` with
 holds a fitted tokenizer of ``cfg.tokenizer.method`` and runs that stage otherwise.
 
 Stage 2 (joint training, eq. 22) trains the recommender (``cfg.train.lr``,
-warm-up, AdamW with ``cfg.train.weight_decay``) and the tokenizer (its own AdamW,
-``UniGRecConfig.tokenizer_lr``) on L_rec + λ_recon L_recon + λ_T L_CD^T + λ_R L_CD^R
-with tau fixed at ``UniGRecConfig.tau``. At every epoch start the hard SIDs
+warm-up and schedule, AdamW with ``cfg.train.weight_decay``) and the tokenizer (its
+own AdamW, ``UniGRecConfig.tokenizer_lr``) on L_rec + λ_recon L_recon + λ_T L_CD^T +
+λ_R L_CD^R with tau fixed at stage 1's final tau. At every epoch start the hard SIDs
 (labels, de-dup digits, validation) are rebuilt from the live tokenizer with
 ``SIDTable.build(collision="digit")``; the de-dup vocabulary is fixed when the
 recommender is built (twice stage 1's largest collision group, at least 4) and an
 epoch whose table would exceed it keeps the previous table (counted in the summary).
-An optional fine-tune (``finetune_steps``) follows with the tokenizer frozen and
-hard-ID inputs.
+
+The authors' recipe (their code, issue 13), point by point, as defaults:
+
+1. distillation warm-up: λ_T and λ_R are 0 for the first ``distill_warmup_epochs`` (10);
+2. L_CD^T: MLP adapters into codeword space, logits -d (no tau_min sharpening; the
+   paper's sign, where the authors' code uses +d), symmetric KL averaged over levels
+   and the batch's distinct targets, λ_T 0.01 (:mod:`sidrec.models.unigrec`);
+3. L_CD^R: in the teacher's width (256 with the d-256 SASRec teacher), distinct targets;
+4. soft identifiers enter the encoder only; the decoder is teacher-forced with hard SIDs;
+5. validation, ``evaluate`` and ``recommend`` use the soft history the model was trained
+   on: the checkpoint is a :class:`~sidrec.models.soft_history.SoftHistoryEncoderDecoder`;
+6. one code chain: hard SIDs are the argmax of the soft chain's probabilities;
+7. gradient-norm clipping at 1.0 (``grad_clip``); tokenizer lr 2e-7; then a fine-tune
+   (``finetune_steps``, on by default) with the tokenizer frozen, the same (soft) inputs,
+   no distillation or L_recon, constant lr ``finetune_lr`` after a 5% warm-up, fresh
+   AdamW moments. Deliberately different: it continues from the last joint step, where the
+   authors reload the best joint checkpoint; budgets are steps, not early-stopped epochs.
+8. (stage 1) lives in :mod:`sidrec.tokenizers.soft_rqvae`.
 
 Ablation rows of UniGRec Table 3 (Beauty), as switch combinations:
 
@@ -27,13 +43,12 @@ Ablation rows of UniGRec Table 3 (Beauty), as switch combinations:
 - M5 (+ L_CD^R): M3 with ``lambda_cd_r > 0``
 - M6 (full): M3 with both ``lambda_cd_t, lambda_cd_r > 0`` (the defaults)
 
-(With ``joint=false`` the tokenizer is frozen: no tokenizer optimizer, no L_recon.
-Measured: soft-rqvae with ``cu_weight=0`` collapses on Beauty (60 epochs: 99.6% of
-items share their 3-level code), hence M0 uses TIGER's own RQ-VAE.)
+(With ``joint=false`` the tokenizer is frozen: no tokenizer optimizer, no L_recon.)
 
 Outputs, so ``sidrec evaluate`` / ``sidrec recommend`` work unchanged:
 ``workdir/model/best.safetensors`` + ``best.json`` hold the *recommender only*
-(arch ``encdec``, loadable by ``load_trained_model``); the SID table it was
+(arch ``encdec``, or ``encdec-soft`` with its per-item soft inputs when ``soft_ids``;
+both loadable by ``load_trained_model``); the SID table it was
 validated with is written to ``workdir/tokenizer/sids.csv`` + ``sid_table.json``
 (overwriting stage 1's, whose copy stays in ``workdir/tokenizer/stage1/``); the
 jointly trained tokenizer goes to ``workdir/model/tokenizer/``. ``last.safetensors`` is a
@@ -59,7 +74,7 @@ from sidrec.config import Config, UniGRecConfig, dump_config
 from sidrec.data.prepared import PreparedData
 from sidrec.embed.stage import load_embeddings
 from sidrec.errors import SidrecError
-from sidrec.io import load_npy, write_json
+from sidrec.io import load_npy, read_json, write_json
 from sidrec.rundir import commit_stage, record_stage, retire_results
 from sidrec.models import build_model
 from sidrec.models.unigrec import SoftTokenizer, UniGRec
@@ -127,10 +142,27 @@ def stage1_tokenizer(cfg: Config, progress: bool) -> Tokenizer:
     return tok
 
 
-def build_table(tok: SoftTokenizer, items: torch.Tensor, item_ids: list[str], sizes: list[int]) -> SIDTable:
-    """Hard SIDs of every item from the live tokenizer, de-duplicated with an extra digit."""
-    codes = tok.hard_codes(items).cpu().numpy()
+def build_table(tok: SoftTokenizer, items: torch.Tensor, item_ids: list[str], sizes: list[int], tau: float | None) -> SIDTable:
+    """Hard SIDs of every item from the live tokenizer, de-duplicated with an extra digit.
+
+    ``tau``: the soft chain's temperature (soft-rqvae: one chain with the soft inputs), or
+    None for the nearest-codeword chain (``rqvae``, TIGER's own SIDs).
+    """
+    codes = tok.hard_codes(items, tau).cpu().numpy()
     return SIDTable.build(item_ids, codes, sizes, "digit")
+
+
+def check_unigrec(u: UniGRecConfig) -> None:
+    """One-line errors for out-of-range ``unigrec.*`` values."""
+    for name in ("lambda_recon", "lambda_cd_t", "lambda_cd_r", "tau", "tokenizer_lr", "grad_clip"):
+        if getattr(u, name) < 0:
+            raise SidrecError(f"unigrec.{name} must be >= 0, got {getattr(u, name)}")
+    for name in ("tau_prime", "cd_t_temperature", "finetune_lr"):
+        if getattr(u, name) <= 0:
+            raise SidrecError(f"unigrec.{name} must be > 0, got {getattr(u, name)}")
+    for name in ("distill_warmup_epochs", "finetune_steps"):
+        if getattr(u, name) < 0:
+            raise SidrecError(f"unigrec.{name} must be >= 0, got {getattr(u, name)}")
 
 
 def _with_vocab(table: SIDTable, vocab: list[int]) -> SIDTable:
@@ -158,8 +190,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     for name, v in (("batch_size", t.batch_size), ("max_steps", t.max_steps), ("eval_every", t.eval_every), ("patience", t.patience)):
         if v <= 0:
             raise SidrecError(f"train.{name} must be positive, got {v}")
-    if u.tau < 0 or u.tau_prime <= 0:
-        raise SidrecError(f"unigrec.tau must be >= 0 and tau_prime > 0, got {u.tau}, {u.tau_prime}")
+    check_unigrec(u)
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         raise SidrecError(f"UniGRec training is single-process; expected WORLD_SIZE=1, got {os.environ['WORLD_SIZE']}")
     device = resolve_device(t.device)
@@ -178,13 +209,15 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     torch.manual_seed(cfg.seed)
     soft = SoftTokenizer.from_module(tok.module_).to(device)
     sizes = list(tok.codebook_sizes)
-    table = build_table(soft, items, data.item_ids, sizes)
+    # Algorithm 1 line 12: tau <- tau_min; the authors force stage 1's saved (best-epoch) tau
+    tau = u.tau or float(getattr(tok, "final_tau", 1e-3))
+    chain_tau = tau if hasattr(tok, "final_tau") else None  # soft-rqvae: the soft chain; rqvae: its own
+    table = build_table(soft, items, data.item_ids, sizes, chain_tau)
     vocab = sizes + [max(4, 2 * table.vocab_sizes[-1])]
     rec = build_model(dataclasses.replace(cfg.model, arch="encdec"), vocab, data.max_history)
-    tau = u.tau or float(getattr(tok, "tau_min", 1e-3))  # Algorithm 1 line 12: tau <- tau_min
-    model = UniGRec(rec, soft, items, teacher, tau, u.tau_prime).to(device)
-    for p in soft.parameters():
-        p.requires_grad_(u.joint)
+    # L_recon is the authors' per-element mean (their mse_loss; λ_recon 0.5 is set against it) whatever
+    # stage 1 used: a 384x larger squared norm would dominate the clipped gradient norm of the joint step
+    model = UniGRec(rec, soft, items, teacher, tau, u.tau_prime, u.cd_t_temperature, "mean").to(device)
     train_data = TrainData(data.train_sequences(), np.arange(data.n_items)[:, None], data.max_history,
                            "sample", t.sliding_window, t.batch_size, cfg.seed, None, t.sub_windows)  # fmt: skip  (codes = item_idx)
     if len(train_data) == 0:
@@ -194,8 +227,16 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     other = [p for p in rec_params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=t.lr)
     opt_tok = torch.optim.AdamW(soft.parameters(), lr=u.tokenizer_lr, weight_decay=0.0)
-    sched = lr_scheduler(opt, t)
+    joint_factor = lr_scheduler(opt, t).lr_lambdas[0]
+
+    def factor(step: int) -> float:  # the joint schedule, then the fine-tune's (constant after a 5% warm-up)
+        if state.phase != "finetune":
+            return joint_factor(step)
+        start = state.finetune_end - u.finetune_steps
+        return u.finetune_lr / t.lr * min(1.0, (step - start + 1) / max(1, round(0.05 * u.finetune_steps)))
+
     state = UniGRecState()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     settings = resume_settings(t, cfg.seed, {"unigrec": dataclasses.asdict(u), "model": dataclasses.asdict(cfg.model)})
     if resume:
         ck = load_checkpoint(out)
@@ -212,7 +253,6 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
     codes = torch.from_numpy(table.codes).to(device)
-    lambdas = (u.lambda_recon if u.joint else 0.0, u.lambda_cd_t, u.lambda_cd_r)
     resumed_from = state.step  # 0 for a fresh run; kept in the summary so a record says it was resumed
     tb = TensorBoardLog(out / "tensorboard", purge_step=state.step)
     max_steps = state.finetune_end if state.phase == "finetune" else t.max_steps
@@ -223,11 +263,14 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     model.train()
     while not state.stopped:
         joint = state.phase == "joint"
+        train_tok = u.joint and joint
+        for p in soft.parameters():
+            p.requires_grad_(train_tok)
         if state.index >= len(batches):
             state.epoch, state.index = state.epoch + 1, 0
             batches = train_data.epoch_batches(state.epoch)
-            if joint and u.joint:  # Algorithm 1: hard IDs follow the live tokenizer
-                new = build_table(soft, items, data.item_ids, sizes)
+            if train_tok:  # Algorithm 1: hard IDs follow the live tokenizer
+                new = build_table(soft, items, data.item_ids, sizes, chain_tau)
                 if new.vocab_sizes[-1] <= vocab[-1]:
                     table, codes = new, torch.from_numpy(new.codes).to(device)
                     state.collisions.append(_collision(new))
@@ -236,12 +279,15 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
         t0 = time.perf_counter()
         b = train_data.make_batch(batches[state.index])
         hist, mask, target = b.history.codes[..., 0].to(device), b.history.mask.to(device), b.targets[:, 0].to(device)
-        terms = model.losses(hist, mask, target, codes, u.soft_ids and joint, lambdas if joint else (0.0, 0.0, 0.0))
+        lambdas = _lambdas(u, state.phase, state.epoch + state.index / len(batches))
+        terms = model.losses(hist, mask, target, codes, u.soft_ids, lambdas)
         opt.zero_grad(set_to_none=True)
         opt_tok.zero_grad(set_to_none=True)
         terms["loss"].backward()
+        if u.grad_clip > 0:  # the authors clip every trained parameter (the tokenizer too) at 1.0
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], u.grad_clip)
         opt.step()
-        if u.joint and joint:
+        if train_tok:
             opt_tok.step()
         sched.step()
         dt = time.perf_counter() - t0
@@ -260,20 +306,25 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
                    "samples_per_s": win_samples / max(win_seconds, 1e-9), "lr": sched.get_last_lr()[0],
                    "collision": state.collisions[-1], "phase": state.phase}  # fmt: skip
             sums, n_sum, win_samples, win_seconds = {}, 0, 0, 0.0
-            serving = _with_vocab(table, vocab)
-            _evaluate(rec, make_validator(cfg, data, serving), state, row, t, out, 0)
+            served = _with_vocab(table, vocab)
+            served_model = model.serving_model(codes, u.soft_ids)  # point 5: validated as it is trained
+            _evaluate(served_model, make_validator(cfg, data, served), state, row, t, out, 0)
             if state.best_step == state.step:
-                serving.save(out / BEST_SIDS)
+                served.save(out / BEST_SIDS)
+            del served_model
             write_metrics_csv(out / "metrics.csv", state.rows)
             plot_curves(out / "curves.png", state.rows)
             tb.scalars(state.step, {f"train/{k}": v for k, v in row.items() if isinstance(v, float) and not k.startswith("val_")})
             tb.scalars(state.step, {f"valid/{k[4:]}": v for k, v in row.items() if k.startswith("val_")})
             if state.bad_evals >= t.patience or state.step >= max_steps:
                 why = f"early stop: no validation NDCG@10 gain in {t.patience} evaluations" if state.bad_evals >= t.patience else f"reached {max_steps} steps"
-                if joint and u.finetune_steps > 0:  # switch to recommender-only fine-tuning on frozen hard SIDs
+                if joint and u.finetune_steps > 0:  # recommender-only fine-tuning, tokenizer frozen (point 7)
                     state.phase, state.bad_evals = "finetune", 0
                     state.finetune_end = max_steps = state.step + u.finetune_steps
-                    table = build_table(soft, items, data.item_ids, sizes)
+                    opt.state.clear()  # the authors start the fine-tune with a new AdamW
+                    for g in opt.param_groups:  # its lr from the next step on
+                        g["lr"] = g["initial_lr"] * factor(sched.last_epoch)
+                    table = build_table(soft, items, data.item_ids, sizes, chain_tau)
                     if table.vocab_sizes[-1] > vocab[-1]:
                         raise SidrecError(f"final SID table needs {table.vocab_sizes[-1]} de-dup codes, the model has {vocab[-1]}")
                     codes = torch.from_numpy(table.codes).to(device)
@@ -288,6 +339,15 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     bar.close()
     tb.close()
     return _finish(cfg, tok, soft, state, out, len(batches), threads, model, resumed_from)
+
+
+def _lambdas(u: UniGRecConfig, phase: str, epochs: float) -> tuple[float, float, float]:
+    """(λ_recon, λ_T, λ_R) of a step ``epochs`` into training: distillation off during its warm-up
+    (the authors' ``warm_epoch``, point 1), everything but L_rec off in the fine-tune."""
+    if phase == "finetune":
+        return 0.0, 0.0, 0.0
+    distil = epochs >= u.distill_warmup_epochs
+    return (u.lambda_recon if u.joint else 0.0, u.lambda_cd_t if distil else 0.0, u.lambda_cd_r if distil else 0.0)
 
 
 def _collision(table: SIDTable) -> float:
@@ -327,6 +387,7 @@ def _finish(cfg: Config, tok: Tokenizer, soft: SoftTokenizer, state: UniGRecStat
         "collision_per_epoch": state.collisions,
         "tables_kept": state.tables_kept,
         "tau": model.tau,
+        "served_arch": read_json(out / BEST_META)["arch"] if (out / BEST_META).is_file() else None,
         "train_samples": state.samples,
         "train_seconds": state.train_seconds,
         "samples_per_s": state.samples / max(state.train_seconds, 1e-9),
