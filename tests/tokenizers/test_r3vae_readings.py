@@ -128,3 +128,11 @@ def test_hard_chain_trains_the_chain_the_sid_describes():
     assert int((g > 0.1 * g.max()).sum()) >= 2  # ... and the mix's gradient, not a one-codeword STE's
     with pytest.raises(SidrecError, match="`chain` of R3VAE must be one of soft, hard"):
         make_tokenizer("r3vae", chain="straight").fit(X)
+
+
+def test_sid_quality_in_the_input_space_repeats_the_raw_metrics():
+    tok = make_tokenizer("rkmeans").fit(X)
+    codes = tok.encode(X)
+    q = sid_quality(X, codes, tok.codebook_sizes, latent=tok.latent(X))
+    assert (q["sc_latent"], q["pd_latent"]) == (q["semantic_cohesion"], q["preference_discrimination"])
+    assert q["pd_prefix_latent"] == q["pd_prefix"]

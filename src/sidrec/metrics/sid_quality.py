@@ -194,10 +194,14 @@ def sid_quality(embeddings: np.ndarray, codes: np.ndarray, codebook_sizes: list[
     if latent is not None:
         if np.ndim(latent) != 2 or len(latent) != codes.shape[0]:
             raise SidrecError(f"latent must have shape ({codes.shape[0]}, d'), got {np.shape(latent)}.")
-        out["sc_latent"] = _nan_to_none(semantic_cohesion(latent, codes))
-        out["pd_latent"] = _nan_to_none(preference_discrimination(latent, codes))
-        out["sc_prefix_latent"] = [_nan_to_none(semantic_cohesion(latent, codes, level=lv)) for lv in range(codes.shape[1])]
-        out["pd_prefix_latent"] = [_nan_to_none(preference_discrimination(latent, codes, level=lv)) for lv in range(codes.shape[1])]
+        if np.shape(latent) == np.shape(embeddings) and np.array_equal(latent, embeddings):  # k-means methods: same space
+            out.update(sc_latent=out["semantic_cohesion"], pd_latent=out["preference_discrimination"],
+                       sc_prefix_latent=out["sc_prefix"], pd_prefix_latent=out["pd_prefix"])
+        else:
+            out["sc_latent"] = _nan_to_none(semantic_cohesion(latent, codes))
+            out["pd_latent"] = _nan_to_none(preference_discrimination(latent, codes))
+            out["sc_prefix_latent"] = [_nan_to_none(semantic_cohesion(latent, codes, level=lv)) for lv in range(codes.shape[1])]
+            out["pd_prefix_latent"] = [_nan_to_none(preference_discrimination(latent, codes, level=lv)) for lv in range(codes.shape[1])]
     if reconstructed is not None:
         out.update(reconstruction_error(embeddings, reconstructed))
     return out
