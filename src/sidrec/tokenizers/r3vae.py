@@ -353,11 +353,9 @@ class R3VAE(TorchTokenizer):
             if m.reference:
                 m.ref.copy_(x.mean(0))
             _, e = m.project(x)
-            for level in range(self.n_levels if self.init != "none" else 0):
-                if self.init == "spherical":
-                    spherical_init_(m.codebooks[level], e, self.seed + level)
-                else:
-                    kmeans_init_(m.codebooks[level], e, self.seed + level)
+            init = {"spherical": spherical_init_, "l2": kmeans_init_}.get(self.init)  # None: keep the random codebooks
+            for level in range(self.n_levels if init else 0):
+                init(m.codebooks[level], e, self.seed + level)
                 e = e - m.rate(e, level)[0]
         opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=self.lr, weight_decay=WEIGHT_DECAY)
 
