@@ -23,10 +23,11 @@ def main() -> None:
     torch.set_num_threads(1)
     x = torch.from_numpy(np.load(sys.argv[1])).float()
     for path in sys.argv[2:]:
-        m = Tokenizer.load(path).module_
+        tok = Tokenizer.load(path)
+        m = tok.module_
         cbs = m.codebooks if hasattr(m, "codebooks") else m.quantizer.codebooks
         with torch.no_grad():
-            r = m.encoder(x)
+            r = m.encoder(tok.model_input(x))  # whitened first when the tokenizer whitens
             out, codes = [f"|z| {r.norm(dim=1).mean():.3f}"], []
             for cb in cbs:
                 idx = sq_dist(r, cb).argmin(1)

@@ -162,8 +162,9 @@ def test_dead_code_reset_moves_only_unused_codewords_onto_item_residuals():
 
 def test_soft_rqvae_dead_code_reset_is_a_switch_that_changes_the_fit():
     x, _ = clustered()
-    off = make_tokenizer("soft-rqvae", codebook_size=64, epochs=3).fit(x)
-    on = make_tokenizer("soft-rqvae", codebook_size=64, epochs=3, dead_code_reset=True).fit(x)
+    # on the raw (clustered) input, so that some codewords go unused
+    off = make_tokenizer("soft-rqvae", codebook_size=64, epochs=3, whiten=False).fit(x)
+    on = make_tokenizer("soft-rqvae", codebook_size=64, epochs=3, dead_code_reset=True, whiten=False).fit(x)
     assert min(off.history_[0]["usage"]) < 1  # some codewords went unused, so a reset had work to do
     assert not np.array_equal(off.encode(x), on.encode(x))
     with pytest.raises(SidrecError, match="dead_code_reset"):
@@ -194,8 +195,10 @@ def test_soft_rqvae_keeps_the_best_loss_epoch_and_its_tau():
     # one code chain: the SIDs are the argmax of the soft chain at the kept tau
     xt = torch.from_numpy(x)
     np.testing.assert_array_equal(best.encode(x), best.probabilities(xt).argmax(2).numpy())
-    hard = best.module_.nearest_codes(xt)
-    share = float((best.module_.hard_codes(xt, best.tau_final_) != hard).any(1).float().mean())
+    xm = best.model_input(xt)  # the module's input: whitened (soft-rqvae's default)
+    assert best.whiten and not torch.allclose(xm, xt)
+    hard = best.module_.nearest_codes(xm)
+    share = float((best.module_.hard_codes(xm, best.tau_final_) != hard).any(1).float().mean())
     assert best.chain_disagreement_ == pytest.approx(share, abs=1e-6)
 
 
@@ -206,7 +209,7 @@ def test_rqvae_whitening_is_part_of_the_fitted_state(tmp_path):
     x = x * np.linspace(0.1, 3.0, x.shape[1], dtype=np.float32)  # anisotropic, so whitening matters
     tok = make_tokenizer("rqvae", whiten=True, optimizer="adagrad").fit(x)
     xt = torch.from_numpy(x)
-    z = tok._to_model(xt)
+    z = tok.model_input(xt)
     torch.testing.assert_close(z.mean(0), torch.zeros(x.shape[1]), atol=1e-4, rtol=0)
     cov = (z.T @ z / (len(z) - 1)).numpy()
     np.testing.assert_allclose(np.diag(cov), np.ones(x.shape[1]), atol=0.05)  # unit variance per direction
@@ -216,7 +219,8 @@ def test_rqvae_whitening_is_part_of_the_fitted_state(tmp_path):
     # decode returns raw-space vectors: the inverse transform is applied
     back = (z @ torch.from_numpy(tok.white_w_inv_) + torch.from_numpy(tok.white_mean_)).numpy()
     np.testing.assert_allclose(back, x, atol=1e-4)
-    assert not np.array_equal(tok.encode(x), make_tokenizer("rqvae").fit(x).encode(x))
+    assert not np.array_equal(tok.encode(x), make_tokenizer("rqvae", whiten=False, optimizer="adagrad").fit(x).encode(x))
+    torch.testing.assert_close(tok.model_output(z), xt, atol=1e-4, rtol=0)
     # the quantised space is the encoder latent of the whitened input
     with torch.no_grad():
         np.testing.assert_allclose(tok.latent(x), tok.module_.encoder(z).numpy(), atol=1e-5)

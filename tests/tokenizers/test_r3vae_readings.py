@@ -73,7 +73,7 @@ def test_latent_is_the_reference_projected_residual_e0():
 def test_latent_of_other_tokenizers():
     rq = make_tokenizer("rqvae").fit(X)
     with torch.no_grad():
-        want = rq.module_.encoder(XT).numpy()
+        want = rq.module_.encoder(rq.model_input(XT)).numpy()  # of the whitened input (rqvae's default)
     np.testing.assert_allclose(rq.latent(X), want, rtol=1e-5, atol=1e-6)
     rk = make_tokenizer("rkmeans").fit(X)
     np.testing.assert_array_equal(rk.latent(X), X)  # no mapping: the raw input is its space

@@ -106,6 +106,19 @@ def test_hard_ids_serve_the_plain_encoder_decoder_and_the_finetune_has_its_lr(tm
     assert float(rows[-1]["lr"]) == pytest.approx(1e-3)
 
 
+def test_stage2_sees_items_as_a_whitening_stage1_does(tmp_path):
+    # M0 (TIGER): a frozen rqvae, which whitens its input; stage 2 runs its module directly, so
+    # unless the embeddings are whitened there too the SIDs it trains on are not stage 1's
+    _workdir(tmp_path)
+    cfg = _cfg(tmp_path, "tokenizer.method=rqvae")
+    u = _ucfg(tmp_path, soft_ids=False, joint=False, lambda_cd_t=0, lambda_cd_r=0, finetune_steps=0)
+    run_unigrec(cfg, progress=False, ucfg=u)
+    tok = Tokenizer.load(tmp_path / "tokenizer")
+    assert tok.whiten and tok.white_w_ is not None
+    stage1 = SIDTable.load(tmp_path / "tokenizer" / "stage1")
+    np.testing.assert_array_equal(SIDTable.load(tmp_path / "model" / "best_sids").codes, stage1.codes)
+
+
 def test_distillation_waits_for_its_warmup_and_the_finetune_drops_every_extra_term():
     u = UniGRecConfig(distill_warmup_epochs=1.5, lambda_recon=0.5, lambda_cd_t=0.01, lambda_cd_r=0.1)
     assert _lambdas(u, "joint", 1.49) == (0.5, 0.0, 0.0)

@@ -80,6 +80,7 @@ class TorchTokenizer(Tokenizer):
     batch_size: int
     lr: float
     device: str
+    whiten: bool = False  # a subclass with a ``whiten`` parameter PCA-whitens its input (:meth:`model_input`)
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -114,10 +115,43 @@ class TorchTokenizer(Tokenizer):
                 torch.manual_seed(self.seed)
                 self.module_ = self._build(x.shape[1]).to(device)
                 self.module_.train()
-                self._train(torch.from_numpy(x).to(device), progress)
+                xt = torch.from_numpy(x).to(device)
+                if self.whiten:
+                    self._fit_whitening(xt)
+                self._train(self.model_input(xt), progress)
         finally:
             torch.use_deterministic_algorithms(was[0], warn_only=was[1])
         self.module_ = self.module_.cpu().eval()
+
+    @torch.no_grad()
+    def _fit_whitening(self, x: torch.Tensor) -> None:
+        """PCA whitening x -> (x - mean) @ W, W = V diag(1 / sqrt(lambda + eps)), and its inverse.
+
+        GRID §4 whitens the embeddings before its RQ-VAE "to prevent collapse". On Beauty's
+        MiniLM embeddings it is what makes RQ-VAE's level-1 codes as predictive of the next
+        item as R-KMeans' (BENCHMARKS.md, issue 13: ``benchmarks/sid_predictability.py``).
+        """
+        xd = x.double()
+        mean = xd.mean(0)
+        cov = (xd - mean).T @ (xd - mean) / max(1, len(xd) - 1)  # (d, d)
+        lam, vec = torch.linalg.eigh(cov)
+        lam = lam.clamp_min(0) + 1e-6 * float(lam.max())  # directions without variance are not blown up
+        self.white_mean_ = mean.float().cpu().numpy()
+        self.white_w_ = (vec / lam.sqrt()).float().cpu().numpy()  # (d, d)
+        self.white_w_inv_ = (vec * lam.sqrt()).T.float().cpu().numpy()  # (d, d)
+
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What ``module_`` takes for embeddings x (B, d): x itself, or x whitened if fitted with
+        ``whiten``. Whoever runs ``module_`` directly (UniGRec's stage 2) must go through this."""
+        if getattr(self, "white_w_", None) is None:
+            return x
+        return (x - torch.from_numpy(self.white_mean_).to(x)) @ torch.from_numpy(self.white_w_).to(x)
+
+    def model_output(self, y: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`model_input`: a reconstruction (B, d) back in embedding space."""
+        if getattr(self, "white_w_", None) is None:
+            return y
+        return y @ torch.from_numpy(self.white_w_inv_).to(y) + torch.from_numpy(self.white_mean_).to(y)
 
     @torch.no_grad()
     def _batched(self, x: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:

@@ -25,6 +25,11 @@ uniform over the codewords) from epoch ~20 to ~150 (issue 13 report). Also
 different: our warm-up default is 3 of 200 epochs (theirs 50 of 3,000), and the
 best epoch is looked for after every epoch (theirs every 50).
 
+Deliberately different from the authors (who feed their embeddings as they are): the input
+is PCA-whitened by default (``whiten``), as ``rqvae`` (M0, TIGER) now does, so that Table 3's
+M0 -> M1 step changes the soft identifier only. Whitening is part of the fitted state;
+whoever runs ``module_`` directly (stage 2) passes embeddings through :meth:`model_input`.
+
 Codebooks are k-means initialised on the initial latents (as in TIGER's RQ-VAE,
 which UniGRec builds on). The hard ID is the argmax of ``p_l`` along the soft
 chain (residuals subtract the soft codewords) at the best epoch's tau,
@@ -142,13 +147,14 @@ class SoftRQVAE(TorchTokenizer):
         warmup_epochs: linear lr warm-up, then linear decay to 0 (authors: 50 of 3,000 epochs).
         weight_decay: AdamW weight decay (authors: 1e-4).
         keep_best: keep the epoch with the lowest mean training loss (authors' ``best_loss_model``), else the last.
+        whiten: PCA-whiten the embeddings first, as ``rqvae`` does by default (see below).
     """
 
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0,
                  dims: tuple[int, ...] = (512, 256, 128, 32), tau_max: float = 0.01, tau_min: float = 0.001,
                  cu_weight: float = 1e-4, dead_code_reset: bool = False, epochs: int = 200,
                  batch_size: int = 1024, lr: float = 1e-3, device: str = "auto", recon_reduction: str = "sum",
-                 warmup_epochs: int = 3, weight_decay: float = 1e-4, keep_best: bool = True):
+                 warmup_epochs: int = 3, weight_decay: float = 1e-4, keep_best: bool = True, whiten: bool = True):
         super().__init__(n_levels, codebook_size, seed)
         self.dims = dims
         self.tau_max = tau_max
@@ -163,6 +169,7 @@ class SoftRQVAE(TorchTokenizer):
         self.warmup_epochs = warmup_epochs
         self.weight_decay = weight_decay
         self.keep_best = keep_best
+        self.whiten = whiten
 
     grad_clip = 1.0  # gradient-norm clipping (authors' trainer)
 
@@ -181,6 +188,7 @@ class SoftRQVAE(TorchTokenizer):
         check_int(owner, "warmup_epochs", self.warmup_epochs, 0)
         check_float(owner, "weight_decay", self.weight_decay, 0.0)
         check_bool(owner, "keep_best", self.keep_best)
+        check_bool(owner, "whiten", self.whiten)
 
     def _build(self, dim: int) -> nn.Module:
         return SoftRQVAEModule(dim, tuple(self.dims), self.n_levels, self.codebook_size)
@@ -242,7 +250,7 @@ class SoftRQVAE(TorchTokenizer):
         self._check_fitted("probabilities")
         if embeddings.ndim != 2 or embeddings.shape[1] != self.dim_:
             raise SidrecError(f"embeddings must have shape (n, {self.dim_}), got {tuple(embeddings.shape)}.")
-        return self.module_(embeddings, self.final_tau if tau is None else tau)[1]
+        return self.module_(self.model_input(embeddings), self.final_tau if tau is None else tau)[1]
 
     @property
     def final_tau(self) -> float:
@@ -250,11 +258,11 @@ class SoftRQVAE(TorchTokenizer):
         return float(getattr(self, "tau_final_", self.tau_min))
 
     def _codes(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module_.hard_codes(x, self.final_tau)
+        return self.module_.hard_codes(self.model_input(x), self.final_tau)
 
     def _latent(self, x: np.ndarray) -> np.ndarray:  # the encoder's latent is what the codebooks quantise
-        return self._batched(x, self.module_.encoder)
+        return self._batched(x, lambda xb: self.module_.encoder(self.model_input(xb)))
 
     def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
         m: SoftRQVAEModule = self.module_
-        return m.decoder(sum(cb[codes[:, l]] for l, cb in enumerate(m.codebooks)))
+        return self.model_output(m.decoder(sum(cb[codes[:, l]] for l, cb in enumerate(m.codebooks))))

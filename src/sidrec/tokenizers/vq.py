@@ -15,7 +15,13 @@ Training: AdamW (or AdaGrad, GRID's RQ-VAE optimiser: ``optimizer``), ``lr`` 1e-
 mini-batches of ``batch_size``; the MLP runs on ``device``. ``whiten`` PCA-whitens
 the embeddings before the autoencoder (GRID §4: "embeddings whitened (RQ-VAE) to
 prevent collapse"); the transform is part of the fitted state, so ``encode`` takes
-raw embeddings and ``decode`` returns them. ``history_`` keeps per-epoch means of the losses and each level's
+raw embeddings and ``decode`` returns them. ``rqvae`` whitens by default (issue 13):
+without it, on Beauty's MiniLM embeddings the latents sit on their level-1 codewords,
+levels 2-3 split noise (9,100 distinct 2-level prefixes vs R-KMeans' 6,400) and the
+level-1 code of an item predicts the next item's far worse than R-KMeans' does; the
+downstream gap was 2x (grid suite). TIGER does not whiten; ``whiten=false`` is its
+reading. ``vqvae`` and ``mq`` (R³-VAE's baselines) do not whiten. ``history_`` keeps
+per-epoch means of the losses and each level's
 codebook usage during that epoch (the curve of R³-VAE Fig. 4, right). ``rvq``
 (no encoder) lives in :mod:`sidrec.tokenizers.rvq`.
 """
@@ -105,14 +111,14 @@ class RQVAE(TorchTokenizer):
         batch_size: items per step.
         lr: learning rate.
         device: "auto" (cuda if available, else cpu), "cpu" or "cuda".
-        whiten: PCA-whiten the embeddings first (GRID's RQ-VAE); off by default.
+        whiten: PCA-whiten the embeddings first (GRID's RQ-VAE; default since issue 13).
         optimizer: "adamw" (default) or "adagrad" (GRID's RQ-VAE).
     """
 
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0,
                  dims: tuple[int, ...] = (512, 256, 128, 32), kmeans_init: bool = True,
                  dead_code_reset: bool = True, epochs: int = 200, batch_size: int = 1024,
-                 lr: float = 1e-3, device: str = "auto", whiten: bool = False, optimizer: str = "adamw"):
+                 lr: float = 1e-3, device: str = "auto", whiten: bool = True, optimizer: str = "adamw"):
         super().__init__(n_levels, codebook_size, seed)
         self.dims = dims
         self.kmeans_init = kmeans_init
@@ -147,10 +153,7 @@ class RQVAE(TorchTokenizer):
             kmeans_init_levels_(m.quantizer.codebooks, m.encoder(x), self.seed)
 
     def _train(self, x: torch.Tensor, progress: bool) -> None:
-        m: RQVAEModule = self.module_
-        if self.whiten:
-            self._fit_whitening(x)
-        x = self._to_model(x)
+        m: RQVAEModule = self.module_  # x is already whitened when ``whiten`` (TorchTokenizer._fit)
         if self.kmeans_init:
             self._init_codebooks(x)
         opt = OPTIMIZERS[self.optimizer](m.parameters(), lr=self.lr)
@@ -174,36 +177,16 @@ class RQVAE(TorchTokenizer):
 
         self._loop_with_usage(x, step, progress, reset if self.dead_code_reset else None)
 
-    @torch.no_grad()
-    def _fit_whitening(self, x: torch.Tensor) -> None:
-        """PCA whitening x -> (x - mean) @ W, W = V diag(1 / sqrt(lambda + eps)), and its inverse."""
-        xd = x.double()
-        mean = xd.mean(0)
-        cov = (xd - mean).T @ (xd - mean) / max(1, len(xd) - 1)  # (d, d)
-        lam, vec = torch.linalg.eigh(cov)
-        lam = lam.clamp_min(0) + 1e-6 * float(lam.max())  # directions without variance are not blown up
-        self.white_mean_ = mean.float().cpu().numpy()
-        self.white_w_ = (vec / lam.sqrt()).float().cpu().numpy()  # (d, d)
-        self.white_w_inv_ = (vec * lam.sqrt()).T.float().cpu().numpy()  # (d, d)
-
-    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
-        if getattr(self, "white_w_", None) is None:
-            return x
-        return (x - torch.from_numpy(self.white_mean_).to(x)) @ torch.from_numpy(self.white_w_).to(x)
-
     def _codes(self, x: torch.Tensor) -> torch.Tensor:
         m: RQVAEModule = self.module_
-        return m.quantizer(m.encoder(self._to_model(x)))[1]
+        return m.quantizer(m.encoder(self.model_input(x)))[1]
 
     def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
         m: RQVAEModule = self.module_
-        out = m.decoder(m.quantizer.lookup(codes))
-        if getattr(self, "white_w_", None) is None:
-            return out
-        return out @ torch.from_numpy(self.white_w_inv_).to(out) + torch.from_numpy(self.white_mean_).to(out)
+        return self.model_output(m.decoder(m.quantizer.lookup(codes)))
 
     def _latent(self, x: np.ndarray) -> np.ndarray:  # the encoder's latent (of the whitened input) is what the codebooks quantise
-        return self._batched(x, lambda xb: self.module_.encoder(self._to_model(xb)))
+        return self._batched(x, lambda xb: self.module_.encoder(self.model_input(xb)))
 
 
 @register("vqvae")
@@ -219,7 +202,8 @@ class VQVAE(RQVAE):
                  dims: tuple[int, ...] = (512, 256, 128, 32), kmeans_init: bool = True,
                  dead_code_reset: bool = True, epochs: int = 200, batch_size: int = 1024,
                  lr: float = 1e-3, device: str = "auto"):
-        super().__init__(n_levels, codebook_size, seed, dims, kmeans_init, dead_code_reset, epochs, batch_size, lr, device)
+        super().__init__(n_levels, codebook_size, seed, dims, kmeans_init, dead_code_reset, epochs, batch_size, lr, device,
+                         whiten=False)  # as R³-VAE's VQ-VAE baseline; rqvae whitens
 
 
 @register("mq")
@@ -235,7 +219,7 @@ class MaskedRQVAE(RQVAE):
     def __init__(self, n_levels: int = 3, codebook_size: int = 256, seed: int = 0,
                  dims: tuple[int, ...] = (512, 256, 128, 32), mask_ratio: float = 0.2,
                  epochs: int = 200, batch_size: int = 1024, lr: float = 1e-3, device: str = "auto"):
-        super().__init__(n_levels, codebook_size, seed, dims, True, True, epochs, batch_size, lr, device)
+        super().__init__(n_levels, codebook_size, seed, dims, True, True, epochs, batch_size, lr, device, whiten=False)
         self.mask_ratio = mask_ratio
 
     def _check_params(self) -> None:

@@ -78,6 +78,7 @@ from sidrec.io import load_npy, read_json, write_json
 from sidrec.rundir import commit_stage, record_stage, retire_results
 from sidrec.models import build_model
 from sidrec.models.unigrec import SoftTokenizer, UniGRec
+from sidrec.tokenizers._torch import TorchTokenizer
 from sidrec.tokenizers.base import CONFIG_FILE, Tokenizer
 from sidrec.tokenizers.sid_table import SIDTable
 from sidrec.training.data import TrainData
@@ -197,7 +198,10 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     threads = set_threads(t.num_threads)
     data = PreparedData(cfg.paths.data)
     tok = stage1_tokenizer(cfg, progress)
-    items = torch.from_numpy(load_embeddings(cfg.paths.embeddings, data.item_ids)).to(device)
+    # the item embeddings as stage 1's module takes them (whitened when the tokenizer whitens): the
+    # joint tokenizer, its hard SIDs, L_Recon and the served soft history all live in that space
+    raw = torch.from_numpy(load_embeddings(cfg.paths.embeddings, data.item_ids))
+    items = (tok.model_input(raw) if isinstance(tok, TorchTokenizer) else raw).to(device)
     distil = u.lambda_cd_t > 0 or u.lambda_cd_r > 0
     teacher = torch.from_numpy(load_teacher(u.teacher, data.n_items)) if distil else None
     out = cfg.paths.model
