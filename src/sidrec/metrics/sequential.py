@@ -2,8 +2,9 @@
 
 A generative recommender names the next item's first code from the history before anything
 else, so a tokenizer whose level-1 codes carry sequential signal gives it an easier first
-step. On Beauty this ranks the tokenizers as downstream Recall@10 does where SC and PD do not
-(BENCHMARKS.md, issue 13, sixth session; a hint from 4-6 tokenizers, not a validated metric).
+step. On Beauty it ranks the tokenizers with downstream records as their Recall@10 does
+(BENCHMARKS.md, issue 13, sixth session; a hint from six tokenizers, one fit each, not a
+validated metric).
 No model is trained: a bigram over prefixes, counted on training pairs and scored on held-out
 pairs.
 """
@@ -68,5 +69,3 @@ def sequential_predictability(codes: np.ndarray, pairs: np.ndarray, held: np.nda
                     "h_bi": float(-np.log2(prob).mean()), "gain": float((-np.log2(uni[hb]) + np.log2(prob)).mean()),
                     "hit1": float((best[ha] == hb).mean())})
     return out
-
-
