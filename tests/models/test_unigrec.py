@@ -118,6 +118,14 @@ def test_each_term_is_finite_and_reaches_both_models(term):
         assert _grads(model.proj_dec)
 
 
+def test_recon_of_whitened_items_is_taken_back_in_the_raw_space():
+    model = _model()
+    hist, mask, target, codes = _batch(model)
+    plain = model.losses(hist, mask, target, codes, True, (1.0, 0.0, 0.0))["recon"]
+    model.unwhiten = 2.0 * torch.eye(D_SEM)  # raw = 2 x whitened (the mean cancels in the difference)
+    assert model.losses(hist, mask, target, codes, True, (1.0, 0.0, 0.0))["recon"].item() == pytest.approx(4 * plain.item(), rel=1e-5)
+
+
 def test_disabled_terms_are_absent_and_give_no_gradient():
     model = _model()
     hist, mask, target, codes = _batch(model)

@@ -194,11 +194,15 @@ class UniGRec(nn.Module):
         tau_prime: InfoNCE temperature (eq. 19).
         cd_t_temperature: temperature of L_CD^T's codeword logits (authors: none, i.e. 1).
         recon_reduction: L_recon per item: "mean" over dimensions (authors' ``mse_loss``) or "sum".
+        unwhiten: (d, d) inverse of the tokenizer's input whitening (``white_w_inv_``) when
+            ``item_embeddings`` are whitened, else None. L_recon is then taken on the raw
+            embeddings, whose per-element scale λ_recon = 0.5 was set against (the authors do
+            not whiten); in the whitened space the same mean is ~d times larger.
     """
 
     def __init__(self, rec: EncoderDecoder, tokenizer: SoftTokenizer, item_embeddings: torch.Tensor,
                  teacher: torch.Tensor | None, tau: float = 1e-3, tau_prime: float = 0.07,
-                 cd_t_temperature: float = 1.0, recon_reduction: str = "mean"):
+                 cd_t_temperature: float = 1.0, recon_reduction: str = "mean", unwhiten: torch.Tensor | None = None):
         super().__init__()
         self.rec, self.tokenizer, self.tau, self.tau_prime = rec, tokenizer, tau, tau_prime
         self.cd_t_temperature, self.recon_reduction = cd_t_temperature, recon_reduction
@@ -211,6 +215,7 @@ class UniGRec(nn.Module):
         self.proj_tea = adapter(d_t, Dz, 3)  # h^Tea -> codeword space (authors' sasrec_to_e_adapter)
         self.proj_dec = adapter(D, d_t, 3)  # h^Dec -> teacher width (§3.4.2; 256-d with a d-256 teacher)
         self.register_buffer("teacher", None if teacher is None else teacher.float(), persistent=False)
+        self.register_buffer("unwhiten", None if unwhiten is None else unwhiten.float(), persistent=False)  # (d, d)
 
     def history_embeddings(self, items: torch.Tensor, codes: torch.Tensor, soft: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encoder input embeddings (U, T, D) of ``items`` (U,) and the reconstruction loss (or None).
@@ -227,6 +232,8 @@ class UniGRec(nn.Module):
         x_hat, probs = self.tokenizer(x, self.tau)  # (U, d), (U, L, K)
         soft_e = soft_token_embeddings(probs, rec.tok.weight, rec.offsets[: self.n_levels])  # (U, L, D)
         dedup = rec.tok(codes[:, -1] + rec.offsets[-1])[:, None]  # (U, 1, D)
+        if self.unwhiten is not None:  # back to the raw embedding space (the mean cancels in x_hat - x)
+            x_hat, x = x_hat @ self.unwhiten, x @ self.unwhiten
         return torch.cat([soft_e, dedup], dim=1), recon_loss(x_hat, x, self.recon_reduction)
 
     def losses(self, hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, codes: torch.Tensor,

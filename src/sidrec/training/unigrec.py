@@ -221,7 +221,9 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     rec = build_model(dataclasses.replace(cfg.model, arch="encdec"), vocab, data.max_history)
     # L_recon is the authors' per-element mean (their mse_loss; λ_recon 0.5 is set against it) whatever
     # stage 1 used: a 384x larger squared norm would dominate the clipped gradient norm of the joint step
-    model = UniGRec(rec, soft, items, teacher, tau, u.tau_prime, u.cd_t_temperature, "mean").to(device)
+    unwhiten = getattr(tok, "white_w_inv_", None)  # L_recon on the raw embeddings (see UniGRec)
+    model = UniGRec(rec, soft, items, teacher, tau, u.tau_prime, u.cd_t_temperature, "mean",
+                    None if unwhiten is None else torch.from_numpy(unwhiten)).to(device)
     train_data = TrainData(data.train_sequences(), np.arange(data.n_items)[:, None], data.max_history,
                            "sample", t.sliding_window, t.batch_size, cfg.seed, None, t.sub_windows)  # fmt: skip  (codes = item_idx)
     if len(train_data) == 0:
