@@ -226,6 +226,6 @@ def test_rqvae_whitening_is_part_of_the_fitted_state(tmp_path):
         np.testing.assert_allclose(tok.latent(x), tok.module_.encoder(z).numpy(), atol=1e-5)
     with pytest.raises(SidrecError, match="optimizer"):
         make_tokenizer("rqvae", optimizer="sgd").fit(x)
-    # a refit without whitening does not keep the previous fit's transform
+    # a refit without whitening does not keep the previous fit's transform (Tokenizer.fit clears learned state)
     tok.whiten = False
     assert tok.fit(x).model_input(xt) is xt

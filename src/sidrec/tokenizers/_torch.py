@@ -116,8 +116,6 @@ class TorchTokenizer(Tokenizer):
                 self.module_ = self._build(x.shape[1]).to(device)
                 self.module_.train()
                 xt = torch.from_numpy(x).to(device)
-                for name in ("white_mean_", "white_w_", "white_w_inv_"):  # a refit starts without them
-                    self.__dict__.pop(name, None)
                 if self.whiten:
                     self._fit_whitening(xt)
                 self._train(self.model_input(xt), progress)
