@@ -125,7 +125,7 @@ def load_teacher(path: str, n_items: int) -> np.ndarray:
     return emb.astype(np.float32)
 
 
-def stage1_tokenizer(cfg: Config, progress: bool) -> Tokenizer:
+def stage1_tokenizer(cfg: Config, progress: bool) -> TorchTokenizer:
     """The stage-1 tokenizer in ``workdir/tokenizer`` (fitted by ``sidrec tokenize`` if absent)."""
     from sidrec.io import read_json
 
@@ -135,7 +135,7 @@ def stage1_tokenizer(cfg: Config, progress: bool) -> Tokenizer:
 
         run_tokenize(cfg, progress=progress)
     tok = Tokenizer.load(root)
-    if not hasattr(tok, "module_"):
+    if not isinstance(tok, TorchTokenizer):  # stage 2 runs its module_ (encoder, codebooks, decoder)
         raise SidrecError(f"UniGRec needs an RQ-VAE-style tokenizer (e.g. soft-rqvae), got {tok.name!r}")
     stage1 = root / "stage1"
     if not (stage1 / "sids.csv").is_file():
@@ -201,7 +201,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     # the item embeddings as stage 1's module takes them (whitened when the tokenizer whitens): the
     # joint tokenizer, its hard SIDs, L_Recon and the served soft history all live in that space
     raw = torch.from_numpy(load_embeddings(cfg.paths.embeddings, data.item_ids))
-    items = (tok.model_input(raw) if isinstance(tok, TorchTokenizer) else raw).to(device)
+    items = tok.model_input(raw).to(device)
     distil = u.lambda_cd_t > 0 or u.lambda_cd_r > 0
     teacher = torch.from_numpy(load_teacher(u.teacher, data.n_items)) if distil else None
     out = cfg.paths.model
