@@ -119,6 +119,14 @@ def test_stage2_sees_items_as_a_whitening_stage1_does(tmp_path):
     np.testing.assert_array_equal(SIDTable.load(tmp_path / "model" / "best_sids").codes, stage1.codes)
 
 
+def test_a_stage1_tokenizer_without_a_module_is_a_one_line_error(tmp_path):
+    _workdir(tmp_path)
+    cfg = _cfg(tmp_path)
+    cfg = dataclasses.replace(cfg, tokenizer=dataclasses.replace(cfg.tokenizer, method="rkmeans", params={}))
+    with pytest.raises(SidrecError, match="RQ-VAE-style tokenizer"):
+        run_unigrec(cfg, progress=False, ucfg=_ucfg(tmp_path, soft_ids=False, joint=False, lambda_cd_t=0, lambda_cd_r=0))
+
+
 def test_distillation_waits_for_its_warmup_and_the_finetune_drops_every_extra_term():
     u = UniGRecConfig(distill_warmup_epochs=1.5, lambda_recon=0.5, lambda_cd_t=0.01, lambda_cd_r=0.1)
     assert _lambdas(u, "joint", 1.49) == (0.5, 0.0, 0.0)

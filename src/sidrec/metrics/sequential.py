@@ -2,9 +2,9 @@
 
 A generative recommender names the next item's first code from the history before anything
 else, so a tokenizer whose level-1 codes carry sequential signal gives it an easier first
-step. On Beauty it ranks the tokenizers with downstream records as their Recall@10 does
-(BENCHMARKS.md, issue 13, sixth session; a hint from six tokenizers, one fit each, not a
-validated metric).
+step. On Beauty its level-1 hit rate orders the four 3-level tokenizers with downstream records
+as their Recall@10 does, and the two 1-level ones too (BENCHMARKS.md, issue 13, sixth session;
+one fit each: a hint, not a validated metric).
 No model is trained: a bigram over prefixes, counted on training pairs and scored on held-out
 pairs.
 """
