@@ -26,7 +26,7 @@ def _embed(cfg: Config, progress: bool) -> dict[str, Any]:
 def _tokenize(cfg: Config, progress: bool) -> dict[str, Any]:
     from sidrec.tokenizers.stage import run_tokenize
 
-    return run_tokenize(cfg, progress=progress)
+    return run_tokenize(cfg, progress=progress, reuse=True)  # a resumed run keeps its fit (same config and inputs)
 
 
 def _train(cfg: Config, progress: bool) -> dict[str, Any]:

@@ -212,3 +212,38 @@ def test_spearman_table_skips_metrics_older_records_lack(tmp_path: Path):
     text = md.read_text()
     assert "| m/a | +1.000 | 0.00 | 4 | — |" in text
     assert "| m/new | — | — | 2 | — |" in text
+
+
+def test_same_as_reuses_the_record_of_an_identical_run_only(suite_dir: Path, tmp_path: Path, capsys):
+    (suite_dir / "alias.yaml").write_text(textwrap.dedent("""
+        stages: [prepare]
+        base: {data.min_count: 0}
+        runs:
+          - name: same
+            overrides: {data.max_history: 5}
+            same_as: toy/small-history
+          - name: other
+            overrides: {data.max_history: 6}
+            same_as: toy/small-history
+    """))
+    results, work = tmp_path / "results", tmp_path / "work"
+    alias = load_suite("alias", suite_dir)
+    run_suite(alias, quick=True, results_dir=results, work_root=work, only=("same",))  # nothing to reuse yet: it runs
+    assert "has no record for seed 0 yet; running it here" in capsys.readouterr().out
+    assert "same_as" not in json.loads((results / "quick" / "alias" / "same-seed0.json").read_text())
+
+    run_suite(load_suite("toy", suite_dir), quick=True, results_dir=results, work_root=work, only=("small-history",))
+    paths = run_suite(alias, quick=True, results_dir=results, work_root=work, force=True)
+    out = capsys.readouterr().out
+    source = results / "quick" / "toy" / "small-history-seed0.json"
+    same, other = (json.loads(p.read_text()) for p in paths)
+    assert same["same_as"] == str(source) and (same["suite"], same["run"]) == ("alias", "same")
+    assert same["metrics"] == json.loads(source.read_text())["metrics"]
+    assert "same_as" not in other and "not the run of" in out and "data.max_history = 6 here, 5 there" in out
+
+
+@pytest.mark.parametrize("value", ["toy", "a/b/c", "../x/y"])
+def test_same_as_must_name_one_suite_and_run(suite_dir: Path, value: str):
+    (suite_dir / "bad.yaml").write_text(f"runs:\n  - name: a\n    same_as: {value!r}\n")
+    with pytest.raises(SidrecError, match="same_as"):
+        load_suite("bad", suite_dir)

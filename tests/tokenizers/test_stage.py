@@ -41,3 +41,27 @@ def test_tokenize_reports_bad_params_in_one_line(tmp_path, capsys):
     assert rc == 2 and err.startswith("error: unknown key 'tokenizer.params.normalise' for rkmeans; valid keys:")
     rc = main(["tokenize", "-w", str(wd), "-q", "tokenizer.codebook_size=64"])
     assert rc == 2 and "needs at least 64 items" in capsys.readouterr().err
+
+
+def test_a_resumed_pipeline_keeps_a_fit_of_the_same_config_and_inputs(tmp_path):
+    from sidrec.config import apply_overrides, load_config
+    from sidrec.rundir import record_stage
+    from sidrec.tokenizers.stage import run_tokenize
+
+    wd = make_workdir(tmp_path / "run")
+    cfg = load_config(overrides=[f"workdir={wd}", "tokenizer.n_levels=2", "tokenizer.codebook_size=8"])
+    first = run_tokenize(cfg, progress=False, reuse=True)  # nothing to keep yet: a fit
+    assert "reused" not in first
+    sids = (wd / "tokenizer" / "sids.csv").read_bytes()
+    again = run_tokenize(cfg, progress=False, reuse=True)
+    assert again["reused"] is True and again["fit_seconds"] == first["fit_seconds"]
+    assert (wd / "tokenizer" / "sids.csv").read_bytes() == sids
+
+    other = apply_overrides(cfg, ["tokenizer.seed=5"])  # another config: refit
+    assert "reused" not in run_tokenize(other, progress=False, reuse=True)
+    assert "reused" not in run_tokenize(other, progress=False)  # `sidrec tokenize` always fits
+
+    emb = np.load(wd / "embeddings" / "embeddings.npy")  # re-embedded items: refit, never a stale fit
+    np.save(wd / "embeddings" / "embeddings.npy", emb[:, ::-1].copy())
+    record_stage(wd / "embeddings", inputs=("data",))
+    assert "reused" not in run_tokenize(other, progress=False, reuse=True)

@@ -68,6 +68,8 @@ def run_suite(
                 print(f"[{suite.name}] {run.name} seed {seed}: record exists, skipped ({path})", flush=True)
                 continue
             workdir = work_root / ("quick" if quick else "full") / suite.name / run_dir_name(run.name, seed)
+            if run.same_as and _reuse_same(suite, run, seed, quick, results_dir, workdir, path):
+                continue
             if run.source:
                 _copy_run_dir(workdir.parent / run_dir_name(run.source, seed), workdir)
             print(f"[{suite.name}] {run.name} seed {seed}: running in {workdir}", flush=True)
@@ -87,6 +89,49 @@ def run_suite(
     if failures:
         raise SidrecError(f"{len(failures)} run(s) of suite {suite.name!r} failed; first: {failures[0]}")
     return paths
+
+
+def _reuse_same(suite: Suite, run: Run, seed: int, quick: bool, results_dir: Path, workdir: Path, path: Path) -> bool:
+    """Write ``path`` from the record of ``run.same_as`` (same seed) if their resolved configs are equal."""
+    other_suite, other_run = run.same_as.split("/")
+    src = results_dir / other_suite / f"{other_run}-seed{seed}.json"
+    tag = f"[{suite.name}] {run.name} seed {seed}"
+    if not src.is_file():
+        print(f"{tag}: same_as {run.same_as} has no record for seed {seed} yet; running it here", flush=True)
+        return False
+    rec = read_json(src, "benchmark record")
+    mine, theirs = _dotted(_effective(config_to_dict(suite.config(run, seed, quick, workdir)))), _dotted(_effective(rec.get("config") or {}))
+    differ = sorted(k for k in set(mine) | set(theirs) if k != "workdir" and mine.get(k, "<unset>") != theirs.get(k, "<unset>"))
+    if differ:
+        k = differ[0]
+        print(f"{tag}: not the run of {src} ({k} = {mine.get(k, '<unset>')!r} here, {theirs.get(k, '<unset>')!r} there); running it",
+              flush=True)  # fmt: skip
+        return False
+    write_json(path, {**rec, "suite": suite.name, "run": run.name, "paper": run.paper, "same_as": str(src)})
+    print(f"{tag}: the run of {src} (same config); record -> {path}", flush=True)
+    return True
+
+
+def _effective(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with the tokenizer's params completed by its defaults: an explicit
+    ``tokenizer.params.reg_weight: 0.01`` and the default 0.01 are one configuration."""
+    from sidrec.config import TokenizerConfig
+    from sidrec.tokenizers import build_tokenizer
+
+    tok = cfg.get("tokenizer")
+    try:
+        params = build_tokenizer(TokenizerConfig(**tok)).get_params()
+    except (TypeError, SidrecError):  # not a tokenizer config this sidrec can build: compare as written
+        return cfg
+    return {**cfg, "tokenizer": {**tok, "params": json.loads(json.dumps(params))}}
+
+
+def _dotted(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists kept as values)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def _copy_run_dir(src: Path, dst: Path) -> None:

@@ -26,6 +26,8 @@ A suite is a YAML file ``benchmarks/<name>.yaml``::
       - name: sasrec
         overrides: {train.method: sasrec}
         stages: [prepare, train, evaluate]
+      - name: lambda-0.01                  # this very config is another suite's run: reuse its record
+        same_as: tokenizers/r3vae
       - name: unigrec                      # "{run:NAME}": NAME's run directory, same seed
         overrides: {train.method: unigrec, tokenizer.method: soft-rqvae, unigrec.teacher: "{run:sasrec}/model"}
     derive: {kind: spearman, source: tokenizers, target: evaluate/recall@10}   # computed, no runs
@@ -39,6 +41,12 @@ becomes the run directory of the suite's run NAME with the same seed and budget
 (``WORK_ROOT/{quick,full}/SUITE/NAME-seedN``), e.g. a teacher model trained by an
 earlier run. NAME must be an earlier run of the suite (checked at load time); the
 runner fails the referring run if NAME's directory holds no finished run.
+
+``same_as: SUITE/RUN`` declares that a run is another suite's run under another name
+(e.g. Table 9's λ = 0.01 row is the default R³-VAE of the ``tokenizers`` suite). If that
+run's record for the same seed exists and its resolved config equals this run's (the run
+directory aside), the record is reused (``same_as`` names its file) instead of spending
+hours on an identical run; otherwise the run runs, and the runner says why.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ from sidrec.pipeline import STAGES
 
 SUITE_DIR = Path("benchmarks")
 _SUITE_KEYS = {"name", "title", "paper", "dataset", "stages", "config", "base", "quick", "columns", "runs", "derive", "notes"}
-_RUN_KEYS = {"name", "overrides", "paper", "script", "stages", "from", "skip_quick", "quick"}
+_RUN_KEYS = {"name", "overrides", "paper", "script", "stages", "from", "skip_quick", "quick", "same_as"}
 _RUN_REF = re.compile(r"\{run:([^{}]*)\}")  # "{run:NAME}" in an override value
 
 
@@ -93,6 +101,7 @@ class Run:
     source: str = ""  # "from": start from a copy of this run's directory (e.g. re-evaluate its model)
     skip_quick: str = ""  # why this run cannot run on --quick's synthetic catalogue (it is skipped there)
     quick: dict[str, Any] = field(default_factory=dict)  # this run's extra overrides under --quick
+    same_as: str = ""  # "SUITE/RUN": reuse that run's record when the resolved configs are equal
 
 
 @dataclass(frozen=True)
@@ -204,7 +213,13 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
         script = r.get("script", "")
         if script:  # relative to the suite file, so a suite runs from any working directory
             script = str(_suite_file(path, script, f"run {r['name']!r}: script"))
-        runs.append(Run(r["name"], dict(r.get("overrides") or {}), dict(r.get("paper") or {}), script, stages, r.get("from", ""), r.get("skip_quick", ""), dict(r.get("quick") or {})))
+        same_as = r.get("same_as", "")
+        if same_as and (not isinstance(same_as, str) or same_as.count("/") != 1 or script):
+            raise SidrecError(f"{path}: run {r['name']!r}: same_as must be 'SUITE/RUN' (and the run not a script), got {same_as!r}")
+        for part in same_as.split("/") if same_as else ():
+            safe_name(part, f"{path}: run {r['name']!r}: same_as")
+        runs.append(Run(r["name"], dict(r.get("overrides") or {}), dict(r.get("paper") or {}), script, stages, r.get("from", ""),
+                        r.get("skip_quick", ""), dict(r.get("quick") or {}), same_as))  # fmt: skip
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise SidrecError(f"{path}: run names must be unique")

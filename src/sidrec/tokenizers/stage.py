@@ -12,6 +12,7 @@ Writes into ``workdir/tokenizer``:
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ import numpy as np
 from sidrec.config import Config, config_to_dict
 from sidrec.data.prepared import PreparedData
 from sidrec.embed.stage import load_embeddings
-from sidrec.io import atomic_path, write_json
+from sidrec.errors import SidrecError
+from sidrec.io import atomic_path, read_json, write_json
 from sidrec.metrics.sid_quality import sid_quality
-from sidrec.rundir import commit_stage, lock
+from sidrec.rundir import check_stage, commit_stage, lock
 from sidrec.threads import set_threads
 from sidrec.tokenizers.base import build_tokenizer
 from sidrec.tokenizers.sid_table import SIDTable
@@ -32,14 +34,33 @@ METRICS_FILE = "sid_metrics.json"
 PLOT_FILE = "codebook_usage.png"
 
 
-def run_tokenize(cfg: Config, progress: bool = True) -> dict[str, Any]:
+def run_tokenize(cfg: Config, progress: bool = True, reuse: bool = False) -> dict[str, Any]:
     """Fit ``cfg.tokenizer`` on ``workdir/embeddings`` and write SIDs + metrics.
 
+    Args:
+        reuse: keep an existing ``workdir/tokenizer`` instead of refitting when it is whole,
+            was built from the current embeddings and with the same tokenizer config
+            (``sidrec run`` / ``sidrec bench`` resuming a run: a stage-1 fit can take hours).
+
     Returns:
-        The metrics dict written to ``sid_metrics.json`` (includes ``fit_seconds``).
+        The metrics dict written to ``sid_metrics.json`` (includes ``fit_seconds``), plus
+        ``reused: True`` when the existing fit was kept (its ``fit_seconds`` are that fit's).
     """
     with lock(cfg.paths.root):  # no other writer between reading the embeddings and committing the SIDs
-        return _tokenize(cfg, progress)
+        kept = _reusable(cfg) if reuse else None
+        return {**kept, "reused": True} if kept is not None else _tokenize(cfg, progress)
+
+
+def _reusable(cfg: Config) -> dict[str, Any] | None:
+    """The metrics of ``workdir/tokenizer`` if it can stand for a fresh fit of ``cfg``, else None."""
+    out = cfg.paths.tokenizer
+    try:
+        check_stage(out)  # whole, and built from the embeddings now in the run (recursively: from this data)
+        metrics = read_json(out / METRICS_FILE)
+    except SidrecError:
+        return None
+    want = json.loads(json.dumps(config_to_dict(cfg.tokenizer)))  # as it reads back from JSON
+    return metrics if isinstance(metrics, dict) and metrics.get("config") == want else None
 
 
 def _tokenize(cfg: Config, progress: bool) -> dict[str, Any]:
