@@ -167,6 +167,21 @@ def test_retokenizing_after_training_is_refused_by_evaluate_and_recommend(run, c
         assert "model/" in err and "was built from another tokenizer/ (" in err and "sids.csv" in err and "re-run `sidrec train`" in err
 
 
+def test_a_deterministic_refit_keeps_evaluate_and_resume_working(run, capsys):
+    """Same config, same SIDs and weights, other timings in sid_metrics.json: nothing the model was built from changed."""
+    from sidrec.tokenizers.stage import run_tokenize
+
+    sids = (run / "tokenizer" / "sids.csv").read_bytes()
+    metrics = (run / "tokenizer" / "sid_metrics.json").read_bytes()
+    run_tokenize(_cfg(run), progress=False)
+    assert (run / "tokenizer" / "sids.csv").read_bytes() == sids
+    assert (run / "tokenizer" / "sid_metrics.json").read_bytes() != metrics  # fit_seconds differ
+    code, err = _run(["evaluate", "-w", str(run), "-q", *TINY], capsys)
+    assert code == 0, err
+    code, err = _run(["train", "-w", str(run), "-q", "--resume", *TINY], capsys)
+    assert code == 0, err
+
+
 def test_repreparing_other_data_is_refused_by_every_later_stage(run, capsys):
     from tests.generation.toy_generator import write_toy_prepared as write
 

@@ -14,7 +14,10 @@ live in one place:
 - **Checked reads.** :func:`check_stage` re-hashes a stage's files against its record
   and, recursively, its inputs against theirs (model -> tokenizer -> embeddings -> data):
   a damaged file, a half-written stage or an input rebuilt since is a one-line error
-  that names what changed and the command to re-run.
+  that names what changed and the command to re-run. *Reports* (:data:`REPORTS`: metrics
+  and plots about a stage, with wall-clock timings inside) are checked as part of their
+  own stage but are not what a later stage is built from, so a deterministic rebuild of an
+  input (same SIDs, same weights, other timings) does not orphan the stages built on it.
 - **One writer.** :func:`lock` takes an exclusive ``flock`` on ``RUN/.lock`` (holder's pid
   inside). The kernel drops it when the holder dies, so a stale lock of a dead process
   is simply taken over; acquiring it also clears temporaries a killed writer left.
@@ -38,6 +41,8 @@ RECORD = "stage.json"
 LOCK = ".lock"
 #: stage directory -> the command that writes it (named in "re-run ..." hints).
 COMMANDS = {"data": "prepare", "embeddings": "embed", "tokenizer": "tokenize", "model": "train", "eval": "evaluate"}
+#: files that report on a stage (timings inside) rather than feed the stages built from it
+REPORTS = frozenset({"sid_metrics.json", "codebook_usage.png"})
 _TEMP = re.compile(r"^\.(?P<stage>[^/]+)\.(?P<kind>tmp|old)-(?P<pid>\d+)$")  # commit_stage's siblings
 _TEMP_FILE = re.compile(r"^\..+\.tmp$")  # io.atomic_path's temporaries
 
@@ -187,7 +192,7 @@ def check_stage(stage_dir: str | Path) -> dict[str, str]:
     files = stage_files(stage_dir)
     for name, was in read_record(stage_dir)["inputs"].items():
         up = stage_dir.parent / name
-        now = check_stage(up)
+        now, was = without_reports(check_stage(up)), without_reports(was)
         if now != was:
             changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
             raise SidrecError(
@@ -196,6 +201,11 @@ def check_stage(stage_dir: str | Path) -> dict[str, str]:
                 f"re-run `sidrec {COMMANDS.get(stage_dir.name, stage_dir.name)}`"
             )
     return files
+
+
+def without_reports(files: dict[str, str]) -> dict[str, str]:
+    """A stage's file checksums minus its :data:`REPORTS`: what later stages depend on."""
+    return {k: v for k, v in files.items() if k not in REPORTS}
 
 
 # ------------------------------------------------------------------ commits

@@ -35,7 +35,7 @@ from sidrec.checkpoint import load_state, save_state
 from sidrec.config import TrainConfig
 from sidrec.errors import SidrecError
 from sidrec.io import atomic_path, write_json
-from sidrec.rundir import record_stage
+from sidrec.rundir import REPORTS, record_stage
 from sidrec.training import distributed as D
 from sidrec.training.data import Batch, TrainData
 from sidrec.training.logs import TensorBoardLog, plot_curves, write_metrics_csv
@@ -314,6 +314,9 @@ def load_checkpoint(out_dir: Path) -> dict[str, Any]:
 def check_resume(path: Path, saved: dict[str, Any], now: dict[str, Any]) -> None:
     """Refuse a resume whose settings differ from the checkpoint's, listing every difference."""
     a, b = _flatten(saved), _flatten(now)
+    for d in (a, b):  # checkpoints of older sidrecs list the inputs' reports too (rundir.REPORTS)
+        for k in [k for k in d if k.startswith("inputs.") and k.split(".", 2)[-1] in REPORTS]:
+            del d[k]
     diff = [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     if diff:
         diff = [d if len(d) < 160 else d[:150] + " ..." for d in diff]  # checksums and long lists stay readable

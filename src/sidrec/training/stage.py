@@ -22,7 +22,7 @@ from sidrec.errors import SidrecError
 from sidrec.io import atomic_open, load_safetensors, read_json, write_json
 from sidrec.models import build_from_config, build_model
 from sidrec.models.base import user_bins
-from sidrec.rundir import check_stage, lock, retire_results
+from sidrec.rundir import check_stage, lock, retire_results, without_reports
 from sidrec.threads import set_threads
 from sidrec.tokenizers.sid_table import SIDTable
 from sidrec.training import distributed as D
@@ -114,7 +114,7 @@ def _run_train(cfg: Config, resume: bool, progress: bool, validate: Validator | 
     if world > 1 and t.batch_size < world:
         raise SidrecError(f"train.batch_size must be >= the number of ranks ({world}), got {t.batch_size}")
     threads = set_threads(t.num_threads)
-    inputs = {"data": check_stage(cfg.paths.data), "tokenizer": check_stage(cfg.paths.tokenizer)}  # whole and consistent
+    inputs = {name: without_reports(check_stage(cfg.paths.root / name)) for name in ("data", "tokenizer")}  # whole and consistent
     data = PreparedData(cfg.paths.data)
     sids = SIDTable.load(cfg.paths.tokenizer)
     out = cfg.paths.model
