@@ -57,6 +57,14 @@ def test_a_resumed_pipeline_keeps_a_fit_of_the_same_config_and_inputs(tmp_path):
     assert again["reused"] is True and again["fit_seconds"] == first["fit_seconds"]
     assert (wd / "tokenizer" / "sids.csv").read_bytes() == sids
 
+    from sidrec.rundir import commit_stage
+
+    with commit_stage(wd / "tokenizer", inputs=("embeddings",), keep=True) as tmp:  # a later stage publishes
+        table = SIDTable.load(tmp)  # its own table here (UniGRec's jointly trained SIDs)
+        SIDTable.build(table.item_ids, table.codes[::-1, :2].copy(), [8, 8], "digit").save(tmp)
+    assert "reused" not in run_tokenize(cfg, progress=False, reuse=True)  # not this fit's table: refit
+    assert (wd / "tokenizer" / "sids.csv").read_bytes() == sids
+
     other = apply_overrides(cfg, ["tokenizer.seed=5"])  # another config: refit
     assert "reused" not in run_tokenize(other, progress=False, reuse=True)
     assert "reused" not in run_tokenize(other, progress=False)  # `sidrec tokenize` always fits

@@ -23,7 +23,7 @@ from sidrec.config import Config, config_to_dict
 from sidrec.data.prepared import PreparedData
 from sidrec.embed.stage import load_embeddings
 from sidrec.errors import SidrecError
-from sidrec.io import atomic_path, read_json, write_json
+from sidrec.io import atomic_path, read_json, sha256_file, write_json
 from sidrec.metrics.sid_quality import sid_quality
 from sidrec.rundir import check_stage, commit_stage, lock
 from sidrec.threads import set_threads
@@ -60,7 +60,10 @@ def _reusable(cfg: Config) -> dict[str, Any] | None:
     except SidrecError:
         return None
     want = json.loads(json.dumps(config_to_dict(cfg.tokenizer)))  # as it reads back from JSON
-    return metrics if isinstance(metrics, dict) and metrics.get("config") == want else None
+    if not isinstance(metrics, dict) or metrics.get("config") != want:
+        return None
+    # the SID table must still be this fit's: UniGRec publishes its jointly trained table here
+    return metrics if metrics.get("sids_sha256") == sha256_file(out / "sids.csv") else None
 
 
 def _tokenize(cfg: Config, progress: bool) -> dict[str, Any]:
@@ -80,6 +83,7 @@ def _tokenize(cfg: Config, progress: bool) -> dict[str, Any]:
         tok.save(out)
         table.save(out)
         metrics = _metrics(cfg, tok, table, emb, codes, fit_seconds, encode_seconds)
+        metrics["sids_sha256"] = sha256_file(out / "sids.csv")  # the table this fit wrote (see _reusable)
         plot_codebook_usage(codes, tok.codebook_sizes, out / PLOT_FILE, title=f"{tok.name} on {emb.shape[0]:,} items")
         write_json(out / METRICS_FILE, metrics)
     return metrics
