@@ -297,6 +297,14 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return _listify(out)
 
 
+def dotted(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict as ``section.key`` -> value (the override syntax); tuples as lists."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": _listify(v)})
+    return out
+
+
 def _listify(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _listify(v) for k, v in x.items()}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sidrec.bench.suite import Run, Suite, load_suite, run_dir_name
-from sidrec.config import config_to_dict
+from sidrec.config import config_to_dict, dotted
 from sidrec.errors import SidrecError
 from sidrec.io import read_json, sha256_text, write_json
 
@@ -100,7 +100,7 @@ def _reuse_same(suite: Suite, run: Run, seed: int, quick: bool, results_dir: Pat
         print(f"{tag}: same_as {run.same_as} has no record for seed {seed} yet; running it here", flush=True)
         return False
     rec = read_json(src, "benchmark record")
-    mine, theirs = _dotted(_effective(config_to_dict(suite.config(run, seed, quick, workdir)))), _dotted(_effective(rec.get("config") or {}))
+    mine, theirs = dotted(_effective(config_to_dict(suite.config(run, seed, quick, workdir)))), dotted(_effective(rec.get("config") or {}))
     differ = sorted(k for k in set(mine) | set(theirs) if k != "workdir" and mine.get(k, "<unset>") != theirs.get(k, "<unset>"))
     if differ:
         k = differ[0]
@@ -124,14 +124,6 @@ def _effective(cfg: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, SidrecError):  # not a tokenizer config this sidrec can build: compare as written
         return cfg
     return {**cfg, "tokenizer": {**tok, "params": json.loads(json.dumps(params))}}
-
-
-def _dotted(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists kept as values)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 def _copy_run_dir(src: Path, dst: Path) -> None:

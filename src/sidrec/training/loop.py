@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sidrec.checkpoint import load_state, save_state
-from sidrec.config import TrainConfig
+from sidrec.config import TrainConfig, dotted
 from sidrec.errors import SidrecError
 from sidrec.io import atomic_path, write_json
 from sidrec.rundir import REPORTS, record_stage
@@ -313,7 +313,7 @@ def load_checkpoint(out_dir: Path) -> dict[str, Any]:
 
 def check_resume(path: Path, saved: dict[str, Any], now: dict[str, Any]) -> None:
     """Refuse a resume whose settings differ from the checkpoint's, listing every difference."""
-    a, b = _flatten(saved), _flatten(now)
+    a, b = dotted(saved), dotted(now)
     for d in (a, b):  # checkpoints of older sidrecs list the inputs' reports too (rundir.REPORTS)
         for k in [k for k in d if k.startswith("inputs.") and k.split(".", 2)[-1] in REPORTS]:
             del d[k]
@@ -322,15 +322,6 @@ def check_resume(path: Path, saved: dict[str, Any], now: dict[str, Any]) -> None
         diff = [d if len(d) < 160 else d[:150] + " ..." for d in diff]  # checksums and long lists stay readable
         raise SidrecError(f"cannot resume {path}: the run's settings changed ({'; '.join(diff)}); "
                           "restore them, or train afresh with --overwrite")  # fmt: skip
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix.rstrip("."): list(d) if isinstance(d, tuple) else d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}."))
-    return out
 
 
 def _save_last(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, state: TrainState, world: int,
