@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from sidrec.bench.runner import git_state, machine
-from sidrec.config import TokenizerConfig
+from sidrec.config import Config, apply_overrides
 from sidrec.data.prepared import PreparedData
 from sidrec.embed.stage import load_embeddings
 from sidrec.metrics.sequential import sequential_predictability
@@ -41,20 +41,12 @@ def _tokenizer(spec: str, x: np.ndarray, seed: int) -> Tokenizer:
     if Path(spec).is_dir():
         return Tokenizer.load(spec)
     method, _, rest = spec.partition(":")
-    params = {}
-    for kv in filter(None, rest.split(",")):
+    overrides = [f"tokenizer.method={method}", "tokenizer.codebook_size=256", f"tokenizer.seed={seed}"]
+    for kv in filter(None, rest.split(",")):  # values parse as the CLI's key=value overrides do
         key, _, value = kv.partition("=")
-        params[key] = {"true": True, "false": False}.get(value, value)
-        if "/" in value:
-            params[key] = tuple(int(v) for v in value.split("/"))
-        elif isinstance(params[key], str):
-            try:
-                params[key] = int(value) if value.lstrip("-").isdigit() else float(value)
-            except ValueError:
-                pass
-    levels = int(params.pop("n_levels", 3))  # kmeans:n_levels=1 is R³-VAE's flat KMeans row
-    tok = build_tokenizer(TokenizerConfig(method=method, n_levels=levels, codebook_size=256, seed=seed, params=params))
-    return tok.fit(x)
+        value = f"[{value.replace('/', ',')}]" if "/" in value else value  # dims=512/256 -> [512,256]
+        overrides.append(f"tokenizer.{key}={value}" if key == "n_levels" else f"tokenizer.params.{key}={value}")
+    return build_tokenizer(apply_overrides(Config(), overrides).tokenizer).fit(x)  # n_levels=1: R³-VAE's flat KMeans
 
 
 def main() -> None:
