@@ -55,7 +55,7 @@ def _reusable(cfg: Config) -> dict[str, Any] | None:
     """The metrics of ``workdir/tokenizer`` if it can stand for a fresh fit of ``cfg``, else None."""
     out = cfg.paths.tokenizer
     try:
-        check_stage(out)  # whole, and built from the embeddings now in the run (recursively: from this data)
+        files = check_stage(out)  # whole, and built from the embeddings now in the run (recursively: from this data)
         metrics = read_json(out / METRICS_FILE)
     except SidrecError:
         return None
@@ -63,7 +63,7 @@ def _reusable(cfg: Config) -> dict[str, Any] | None:
     if not isinstance(metrics, dict) or metrics.get("config") != want:
         return None
     # the SID table must still be this fit's: UniGRec publishes its jointly trained table here
-    return metrics if metrics.get("sids_sha256") == sha256_file(out / "sids.csv") else None
+    return metrics if metrics.get("sids_sha256") == files.get("sids.csv") else None
 
 
 def _tokenize(cfg: Config, progress: bool) -> dict[str, Any]:
