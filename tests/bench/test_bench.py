@@ -91,6 +91,15 @@ def test_quick_run_writes_records_resumably_and_reports(suite_dir: Path, tmp_pat
     write_report(md, results, suite_dir, ("toy",))  # idempotent
     assert md.read_text() == text
 
+    # the suite's description is part of the generated block: editing its YAML updates the report
+    assert "Toy et al., Table 1" in text and text.count("## Suite `toy`") == 1
+    yaml_path = suite_dir / "toy.yaml"
+    yaml_path.write_text(yaml_path.read_text().replace('"Toy et al., Table 1"', '"Toy et al., Table 2"\nnotes: budget B'))
+    write_report(md, results, suite_dir, ("toy",))
+    edited = md.read_text()
+    assert "Table 1" not in edited and "Toy et al., Table 2" in edited and "budget B" in edited
+    assert edited.count("## Suite `toy`") == 1 and "hand-written text stays" in edited
+
 
 def test_failed_run_is_reported_and_others_kept(suite_dir: Path, tmp_path: Path):
     (suite_dir / "broken.yaml").write_text(textwrap.dedent("""

@@ -1,7 +1,8 @@
 """Regenerate ``BENCHMARKS.md`` tables from the JSON records.
 
-Each suite's table lives between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
-(appended as a new section the first time). Every cell comes from records: the mean
+Each suite's description (its ``paper`` and ``notes``) and table live between
+``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` (appended as a new section the first
+time); text outside the markers is hand-written and kept. Every cell comes from records: the mean
 over seeds (± std when there are several), the paper's number beside it and the
 relative difference; each row names its record files. Quick (smoke) records are
 never reported.
@@ -108,13 +109,15 @@ def write_report(benchmarks_md: Path = Path("BENCHMARKS.md"), results_dir: Path 
     names = list(suites) or available_suites(suite_dir)
     for name in names:
         suite = load_suite(name, suite_dir)
-        body = f"<!-- bench:{name} -->\n{suite_table(suite, results_dir)}<!-- /bench:{name} -->"
+        # the suite's description is generated too: an edit to its YAML notes must reach the report
+        # (it used to be written once, above the block, and went stale when the suite changed)
+        about = (f"{suite.paper}\n\n" if suite.paper else "") + (f"{suite.notes.strip()}\n\n" if suite.notes else "")
+        body = f"<!-- bench:{name} -->\n{about}{suite_table(suite, results_dir)}<!-- /bench:{name} -->"
         pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
         if pattern.search(text):
             text = pattern.sub(lambda _: body, text)
         else:
-            header = f"\n## Suite `{name}`: {suite.title}\n\n" + (f"{suite.paper}\n\n" if suite.paper else "") + (f"{suite.notes.strip()}\n\n" if suite.notes else "")
-            text = text.rstrip("\n") + "\n" + header + body + "\n"
+            text = text.rstrip("\n") + f"\n\n## Suite `{name}`: {suite.title}\n\n" + body + "\n"
     with atomic_open(benchmarks_md, "w", encoding="utf-8") as f:
         f.write(text)
     return names
