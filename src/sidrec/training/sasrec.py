@@ -37,7 +37,7 @@ from sidrec.checkpoint import check_finite
 from sidrec.config import SASRecConfig
 from sidrec.data.prepared import PreparedData
 from sidrec.errors import SidrecError
-from sidrec.io import atomic_path, load_safetensors, read_json, save_npy, write_json
+from sidrec.io import atomic_path, load_npy, load_safetensors, read_json, save_npy, write_json
 from sidrec.metrics.ranking import RankingAccumulator
 from sidrec.models.sasrec import SASRec, pad_histories
 from sidrec.rundir import record_stage
@@ -309,3 +309,21 @@ def export_item_embeddings(out_dir: str | Path) -> np.ndarray:
     emb = load_sasrec(out_dir).item_embeddings().numpy().astype(np.float32)
     save_npy(Path(out_dir) / "item_embeddings.npy", emb)
     return emb
+
+
+def load_teacher(path: str, n_items: int) -> np.ndarray:  # UniGRec's collaborative teacher (eqs. 18-20)
+    """Teacher item embeddings (n_items, d_t): a SASRec run dir (exported if needed) or a .npy file."""
+    p = Path(path)
+    if not path or not p.exists():
+        raise SidrecError(f"collaborative distillation needs a teacher: expected a SASRec dir or .npy, got {path!r}")
+    if p.is_dir():
+        npy = p / "item_embeddings.npy"
+        if npy.is_file():
+            emb = load_npy(npy, "teacher embeddings")
+        else:
+            emb = export_item_embeddings(p)
+    else:
+        emb = load_npy(p, "teacher embeddings")
+    if emb.ndim != 2 or emb.shape[0] != n_items:
+        raise SidrecError(f"teacher {path}: expected shape ({n_items}, d), got {emb.shape}")
+    return emb.astype(np.float32)

@@ -74,7 +74,7 @@ from sidrec.config import Config, UniGRecConfig, dump_config
 from sidrec.data.prepared import PreparedData
 from sidrec.embed.stage import load_embeddings
 from sidrec.errors import SidrecError
-from sidrec.io import load_npy, read_json, write_json
+from sidrec.io import read_json, write_json
 from sidrec.rundir import commit_stage, record_stage, retire_results
 from sidrec.models import build_model
 from sidrec.models.unigrec import SoftTokenizer, UniGRec
@@ -87,12 +87,12 @@ from sidrec.training.loop import (
     BEST, BEST_META, LAST, TrainState, _evaluate, _rng_state, _set_rng_state, check_resume, load_checkpoint, lr_scheduler,
     resume_settings,
 )  # fmt: skip
+from sidrec.training.sasrec import load_teacher
 from sidrec.training.logs import TensorBoardLog, plot_curves, write_metrics_csv
 from sidrec.threads import set_threads
 from sidrec.training.stage import make_validator, resolve_device
 
 BEST_SIDS = "best_sids"
-
 
 
 @dataclass
@@ -105,30 +105,8 @@ class UniGRecState(TrainState):
     collisions: list[float] = dataclasses.field(default_factory=list)  # per rebuild: 1 - unique/items
 
 
-def load_teacher(path: str, n_items: int) -> np.ndarray:
-    """Teacher item embeddings (n_items, d_t): a SASRec run dir (exported if needed) or a .npy file."""
-    p = Path(path)
-    if not path or not p.exists():
-        raise SidrecError(f"collaborative distillation needs a teacher: expected a SASRec dir or .npy, got {path!r}")
-    if p.is_dir():
-        npy = p / "item_embeddings.npy"
-        if npy.is_file():
-            emb = load_npy(npy, "teacher embeddings")
-        else:
-            from sidrec.training.sasrec import export_item_embeddings
-
-            emb = export_item_embeddings(p)
-    else:
-        emb = load_npy(p, "teacher embeddings")
-    if emb.ndim != 2 or emb.shape[0] != n_items:
-        raise SidrecError(f"teacher {path}: expected shape ({n_items}, d), got {emb.shape}")
-    return emb.astype(np.float32)
-
-
 def stage1_tokenizer(cfg: Config, progress: bool) -> TorchTokenizer:
     """The stage-1 tokenizer in ``workdir/tokenizer`` (fitted by ``sidrec tokenize`` if absent)."""
-    from sidrec.io import read_json
-
     root = cfg.paths.tokenizer
     if not ((root / CONFIG_FILE).is_file() and read_json(root / CONFIG_FILE).get("method") == cfg.tokenizer.method):
         from sidrec.tokenizers.stage import run_tokenize
