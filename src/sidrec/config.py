@@ -131,6 +131,7 @@ class UniGRecConfig:
     lambda_cd_r: float = 0.1  # recommender-side distillation (eq. 20; authors' delta); 0 = off
     distill_warmup_epochs: float = 10.0  # both distillation terms off for the first (fractional) epochs (authors' warm_epoch)
     cd_t_temperature: float = 1.0  # L_CD^T codeword logits -d / this (authors: no temperature; old sidrec: tau_min)
+    train_adapters: bool = False  # train the distillation adapters (authors: fixed at init; see models.unigrec.UniGRec)
     tau: float = 0.0  # stage-2 assignment temperature; 0 = the stage-1 tokenizer's final tau (else 1e-3)
     tau_prime: float = 0.07  # InfoNCE temperature (eq. 19)
     tokenizer_lr: float = 2e-7  # paper/authors: {2e-7, 2e-8}

@@ -35,11 +35,11 @@ def _tok() -> SoftTokenizer:
     return SoftTokenizer(enc, dec, torch.randn(L, K, 4))
 
 
-def _model(teacher: bool = True) -> UniGRec:
+def _model(teacher: bool = True, train_adapters: bool = False) -> UniGRec:
     torch.manual_seed(2)
     items = torch.randn(N_ITEMS, D_SEM)
     tea = torch.randn(N_ITEMS, 8) if teacher else None
-    return UniGRec(_rec(), _tok(), items, tea, tau=0.5, tau_prime=0.07)
+    return UniGRec(_rec(), _tok(), items, tea, tau=0.5, tau_prime=0.07, train_adapters=train_adapters)
 
 
 def _batch(model: UniGRec):
@@ -112,10 +112,22 @@ def test_each_term_is_finite_and_reaches_both_models(term):
     assert _grads(model.tokenizer)
     # reconstruction only involves the tokenizer
     assert _grads(model.rec) == (term != "recon")
-    if term == "cd_t":
-        assert _grads(model.proj_enc) and _grads(model.proj_tea)
-    if term == "cd_r":
-        assert _grads(model.proj_dec)
+    for head in (model.proj_enc, model.proj_tea, model.proj_dec):  # fixed random projections (authors)
+        assert not _grads(head)
+
+
+@pytest.mark.parametrize("train_adapters", [False, True])
+def test_distillation_adapters_are_fixed_at_the_authors_init_unless_trained(train_adapters):
+    model = _model(train_adapters=train_adapters)
+    heads = (model.proj_enc, model.proj_tea, model.proj_dec)
+    for head in heads:
+        for m in head.modules():
+            if isinstance(m, nn.Linear):  # N(0, 0.02), zero bias (the authors' MLPLayers)
+                assert m.weight.std().item() == pytest.approx(0.02, rel=0.5) and not m.bias.any()
+    hist, mask, target, codes = _batch(model)
+    model.losses(hist, mask, target, codes, True, (0.0, 1.0, 1.0))["loss"].backward()
+    assert all(_grads(h) == train_adapters for h in heads)
+    assert all(p.requires_grad == train_adapters for h in heads for p in h.parameters())
 
 
 def test_recon_of_whitened_items_is_taken_back_in_the_raw_space():

@@ -21,7 +21,7 @@ from sidrec.rundir import record_stage
 from sidrec.tokenizers.base import Tokenizer
 from sidrec.training.loop import LAST, Interrupted
 from sidrec.training.stage import item_codes, load_trained_model
-from sidrec.training.unigrec import UniGRecConfig, _lambdas, check_unigrec, run_unigrec
+from sidrec.training.unigrec import UniGRecConfig, _changed, _lambdas, check_unigrec, run_unigrec
 from tests.generation.toy_generator import write_toy_prepared
 
 # stage 1 runs the soft-rqvae tokenizer when it is registered; any RQ-VAE-style module works for stage 2
@@ -93,6 +93,18 @@ def test_end_to_end_serves_with_the_soft_history_it_trained_on(tmp_path, monkeyp
     # the published table is the one the best checkpoint was validated with
     best = SIDTable.load(tmp_path / "model" / "best_sids")
     assert np.array_equal(best.codes, sids.codes)
+    # SID churn: one entry per rebuild (every joint epoch after the first, and the fine-tune's start)
+    changed = summary["sid_changed_per_rebuild"]
+    assert len(changed) == len(summary["collision_per_epoch"]) and all(0.0 <= c <= 1.0 for c in changed)
+
+
+def test_sid_churn_counts_items_whose_full_sid_changed():
+    ids = [f"i{k}" for k in range(4)]
+    old = SIDTable.build(ids, np.array([[0, 0], [0, 0], [1, 2], [3, 3]]), [4, 4], "digit")  # items 0, 1 collide
+    new = SIDTable.build(ids, np.array([[1, 1], [0, 0], [1, 2], [3, 3]]), [4, 4], "digit")  # item 0 moves
+    assert old.codes[:2, -1].tolist() == [0, 1] and new.codes[1].tolist() == [0, 0, 0]
+    # item 0's code changed, and item 1's de-dup digit shifted from 1 to 0 with it: 2 of 4 items
+    assert _changed(old, new) == 0.5 and _changed(old, old) == 0.0
 
 
 def test_hard_ids_serve_the_plain_encoder_decoder_and_the_finetune_has_its_lr(tmp_path):

@@ -194,6 +194,11 @@ class UniGRec(nn.Module):
         tau_prime: InfoNCE temperature (eq. 19).
         cd_t_temperature: temperature of L_CD^T's codeword logits (authors: none, i.e. 1).
         recon_reduction: L_recon per item: "mean" over dimensions (authors' ``mse_loss``) or "sum".
+        train_adapters: train the three distillation adapters. Default False, as the authors'
+            code, whose optimiser holds only the tokenizer's and the recommender's parameters,
+            so the adapters stay fixed random projections at their N(0, 0.02) init (the paper
+            says "a linear layer", §3.4). Trainable, L_CD^T has a trivial minimum: both
+            adapters map everything to one point (weight decay pulls them there).
         unwhiten: (d, d) inverse of the tokenizer's input whitening (``white_w_inv_``) when
             ``item_embeddings`` are whitened, else None. L_recon is then taken on the raw
             embeddings, whose per-element scale λ_recon = 0.5 was set against (the authors do
@@ -202,7 +207,8 @@ class UniGRec(nn.Module):
 
     def __init__(self, rec: EncoderDecoder, tokenizer: SoftTokenizer, item_embeddings: torch.Tensor,
                  teacher: torch.Tensor | None, tau: float = 1e-3, tau_prime: float = 0.07,
-                 cd_t_temperature: float = 1.0, recon_reduction: str = "mean", unwhiten: torch.Tensor | None = None):
+                 cd_t_temperature: float = 1.0, recon_reduction: str = "mean", unwhiten: torch.Tensor | None = None,
+                 train_adapters: bool = False):
         super().__init__()
         self.rec, self.tokenizer, self.tau, self.tau_prime = rec, tokenizer, tau, tau_prime
         self.cd_t_temperature, self.recon_reduction = cd_t_temperature, recon_reduction
@@ -214,6 +220,12 @@ class UniGRec(nn.Module):
         self.proj_enc = adapter(D, Dz, 2)  # h^Enc -> codeword space (§3.4.1; authors' enc_adapter)
         self.proj_tea = adapter(d_t, Dz, 3)  # h^Tea -> codeword space (authors' sasrec_to_e_adapter)
         self.proj_dec = adapter(D, d_t, 3)  # h^Dec -> teacher width (§3.4.2; 256-d with a d-256 teacher)
+        for head in (self.proj_enc, self.proj_tea, self.proj_dec):  # the authors' MLPLayers init
+            for m in head.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, 0.0, 0.02)
+                    nn.init.zeros_(m.bias)
+            head.requires_grad_(train_adapters)
         self.register_buffer("teacher", None if teacher is None else teacher.float(), persistent=False)
         self.register_buffer("unwhiten", None if unwhiten is None else unwhiten.float(), persistent=False)  # (d, d)
 

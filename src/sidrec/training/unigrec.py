@@ -17,7 +17,8 @@ epoch whose table would exceed it keeps the previous table (counted in the summa
 The authors' recipe (their code, issue 13), point by point, as defaults:
 
 1. distillation warm-up: λ_T and λ_R are 0 for the first ``distill_warmup_epochs`` (10);
-2. L_CD^T: MLP adapters into codeword space, logits -d (no tau_min sharpening; the
+2. L_CD^T: MLP adapters into codeword space (fixed at init, as the authors' optimiser
+   leaves them: ``train_adapters``), logits -d (no tau_min sharpening; the
    paper's sign, where the authors' code uses +d), symmetric KL averaged over levels
    and the batch's distinct targets, λ_T 0.01 (:mod:`sidrec.models.unigrec`);
 3. L_CD^R: in the teacher's width (256 with the d-256 SASRec teacher), distinct targets;
@@ -103,6 +104,7 @@ class UniGRecState(TrainState):
     finetune_end: int = 0
     tables_kept: int = 0  # epochs whose rebuilt table overflowed the de-dup vocabulary
     collisions: list[float] = dataclasses.field(default_factory=list)  # per rebuild: 1 - unique/items
+    changed: list[float] = dataclasses.field(default_factory=list)  # per rebuild: share of items whose SID changed
 
 
 def stage1_tokenizer(cfg: Config, progress: bool) -> TorchTokenizer:
@@ -201,12 +203,12 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     # stage 1 used: a 384x larger squared norm would dominate the clipped gradient norm of the joint step
     unwhiten = getattr(tok, "white_w_inv_", None)  # L_recon on the raw embeddings (see UniGRec)
     model = UniGRec(rec, soft, items, teacher, tau, u.tau_prime, u.cd_t_temperature, "mean",
-                    None if unwhiten is None else torch.from_numpy(unwhiten)).to(device)
+                    None if unwhiten is None else torch.from_numpy(unwhiten), u.train_adapters).to(device)
     train_data = TrainData(data.train_sequences(), np.arange(data.n_items)[:, None], data.max_history,
                            "sample", t.sliding_window, t.batch_size, cfg.seed, None, t.sub_windows)  # fmt: skip  (codes = item_idx)
     if len(train_data) == 0:
         raise SidrecError(f"no training samples: users need at least 4 interactions, got {data.n_users} users")
-    rec_params = [p for n, p in model.named_parameters() if not n.startswith("tokenizer.")]
+    rec_params = [p for n, p in model.named_parameters() if not n.startswith("tokenizer.") and p.requires_grad]
     decay = [p for p in rec_params if p.dim() >= 2]
     other = [p for p in rec_params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=t.lr)
@@ -256,6 +258,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
             if train_tok:  # Algorithm 1: hard IDs follow the live tokenizer
                 new = build_table(soft, items, data.item_ids, sizes, chain_tau)
                 if new.vocab_sizes[-1] <= vocab[-1]:
+                    state.changed.append(_changed(table, new))
                     table, codes = new, torch.from_numpy(new.codes).to(device)
                     state.collisions.append(_collision(new))
                 else:
@@ -288,7 +291,8 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
                    "train_loss": sums.get("rec", 0.0) / max(n_sum, 1),
                    **{f"train_{k}": v / max(n_sum, 1) for k, v in sums.items() if k != "rec"},
                    "samples_per_s": win_samples / max(win_seconds, 1e-9), "lr": sched.get_last_lr()[0],
-                   "collision": state.collisions[-1], "phase": state.phase}  # fmt: skip
+                   "collision": state.collisions[-1], "sid_changed": state.changed[-1] if state.changed else 0.0,
+                   "phase": state.phase}  # fmt: skip
             sums, n_sum, win_samples, win_seconds = {}, 0, 0, 0.0
             served = _with_vocab(table, vocab)
             served_model = model.serving_model(codes, u.soft_ids)  # point 5: validated as it is trained
@@ -308,9 +312,11 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
                     opt.state.clear()  # the authors start the fine-tune with a new AdamW
                     for g in opt.param_groups:  # its lr from the next step on
                         g["lr"] = g["initial_lr"] * factor(sched.last_epoch)
-                    table = build_table(soft, items, data.item_ids, sizes, chain_tau)
-                    if table.vocab_sizes[-1] > vocab[-1]:
-                        raise SidrecError(f"final SID table needs {table.vocab_sizes[-1]} de-dup codes, the model has {vocab[-1]}")
+                    new = build_table(soft, items, data.item_ids, sizes, chain_tau)
+                    if new.vocab_sizes[-1] > vocab[-1]:
+                        raise SidrecError(f"final SID table needs {new.vocab_sizes[-1]} de-dup codes, the model has {vocab[-1]}")
+                    state.changed.append(_changed(table, new))
+                    table = new
                     codes = torch.from_numpy(table.codes).to(device)
                     bar.total = max_steps
                 else:
@@ -337,6 +343,12 @@ def _lambdas(u: UniGRecConfig, phase: str, epochs: float) -> tuple[float, float,
 def _collision(table: SIDTable) -> float:
     """Share of items whose L-level code is not unique (UniGRec §4.4.1's collision rate)."""
     return round(1.0 - len(np.unique(table.codes[:, :-1], axis=0)) / len(table.codes), 6)
+
+
+def _changed(old: SIDTable, new: SIDTable) -> float:
+    """Share of items whose full SID (de-dup digit included) differs between two rebuilds: the labels
+    the recommender has to re-learn (joint training moves codes; a digit shifts with its group)."""
+    return round(float((old.codes != new.codes).any(1).mean()), 6)
 
 
 def _save_last(path: Path, model: UniGRec, opt: Any, opt_tok: Any, sched: Any, state: UniGRecState, codes: np.ndarray,
@@ -369,6 +381,7 @@ def _finish(cfg: Config, tok: Tokenizer, soft: SoftTokenizer, state: UniGRecStat
         "best_step": state.best_step,
         "best_valid": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
         "collision_per_epoch": state.collisions,
+        "sid_changed_per_rebuild": state.changed,
         "tables_kept": state.tables_kept,
         "tau": model.tau,
         "served_arch": read_json(out / BEST_META)["arch"] if (out / BEST_META).is_file() else None,
