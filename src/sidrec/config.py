@@ -82,7 +82,8 @@ class TrainConfig:
     batch_size: int = 256
     max_steps: int = 100_000
     warmup_steps: int = 100
-    lr_schedule: str = "constant"  # after warmup: "constant", or "cosine" decay to lr/10 at max_steps
+    lr_schedule: str = "constant"  # after warmup: "constant", or "cosine" decay to lr/10 at decay_steps
+    decay_steps: int = 0  # cosine reaches its floor here and stays there until early stopping; 0 = max_steps
     eval_every: int = 500  # steps between validation passes
     patience: int = 10  # validation passes without NDCG@10 improvement before stopping
     sliding_window: bool = True

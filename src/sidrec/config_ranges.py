@@ -46,8 +46,8 @@ RANGES: dict[str, dict[str, Check]] = {
     },  # fmt: skip
     "train": {
         "lr": _pos_float(), "weight_decay": _nonneg_float(), "batch_size": _int_min(1), "max_steps": _int_min(1),
-        "warmup_steps": _int_min(0), "eval_every": _int_min(1), "patience": _int_min(1), "num_threads": _int_min(0),
-        "val_users": _int_min(0),
+        "warmup_steps": _int_min(0), "decay_steps": _int_min(0), "eval_every": _int_min(1), "patience": _int_min(1),
+        "num_threads": _int_min(0), "val_users": _int_min(0),
     },  # fmt: skip
     "sasrec": {
         "d_model": _int_min(1), "n_layers": _int_min(1), "n_heads": _int_min(1), "dropout": _prob(), "lr": _pos_float(),

@@ -71,6 +71,41 @@ def test_resume_with_changed_settings_lists_every_difference(tmp_path):
     assert again["steps"] == 4
 
 
+def test_a_finished_run_extended_by_resume_equals_the_longer_run(tmp_path):
+    """More steps after an annealed cosine: resuming with a larger max_steps (same lr horizon) is the longer run."""
+    from sidrec.errors import SidrecError
+
+    torch.set_num_threads(1)
+    long = train_cfg(max_steps=16, decay_steps=8, lr_schedule="cosine")
+    full = train(toy_model(), toy_data(), stub_validator, long, tmp_path / "full", seed=3, progress=False)
+    # the first run had no decay_steps: its horizon was max_steps (8), which the extension pins
+    short = train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=8, lr_schedule="cosine"), tmp_path / "ext", seed=3,
+                  progress=False)  # fmt: skip
+    assert short["steps"] == 8 and short["stopped"] == "reached max_steps=8"
+    with pytest.raises(SidrecError, match=r"settings changed \(train.lr_horizon: 8 -> 16\)"):  # would re-time the schedule
+        train(toy_model(), toy_data(), stub_validator, train_cfg(max_steps=16, lr_schedule="cosine"), tmp_path / "ext", seed=3,
+              resume=True, progress=False)  # fmt: skip
+    ext = train(toy_model(), toy_data(), stub_validator, long, tmp_path / "ext", seed=3, resume=True, progress=False)
+    assert ext["steps"] == 16 and ext["resumed_from_step"] == 8
+    a, b = load_state(tmp_path / "full" / LAST), load_state(tmp_path / "ext" / LAST)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["val_ndcg@10"] for r in a["state"]["rows"]] == [r["val_ndcg@10"] for r in b["state"]["rows"]]
+
+
+def test_an_early_stopped_run_goes_on_when_resumed_with_more_patience(tmp_path):
+    torch.set_num_threads(1)
+    scores = iter([0.3, 0.2, 0.1, 0.4, 0.1, 0.1, 0.1])
+
+    def validate(model):
+        return {"ndcg@10": next(scores)}
+
+    out = train(toy_model(), toy_data(), validate, train_cfg(max_steps=100, eval_every=2, patience=2), tmp_path, seed=0, progress=False)
+    assert out["steps"] == 6 and out["best_step"] == 2 and out["stopped"].startswith("early stop")
+    more = train(toy_model(), toy_data(), validate, train_cfg(max_steps=100, eval_every=2, patience=3), tmp_path, seed=0, resume=True,
+                 progress=False)  # fmt: skip
+    assert more["best_step"] == 8 and more["steps"] == 14 and more["stopped"].startswith("early stop: no validation NDCG@10 gain in 3")
+
+
 def test_resume_with_nothing_to_resume_says_so(tmp_path):
     from sidrec.errors import SidrecError
 

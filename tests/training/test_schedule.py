@@ -38,6 +38,13 @@ def test_cosine_decays_from_peak_to_floor_at_max_steps():
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
+def test_cosine_with_decay_steps_holds_its_floor_until_max_steps():
+    annealed = _lrs(TrainConfig(lr=1.0, warmup_steps=1, max_steps=41, lr_schedule="cosine"), 41)
+    tail = _lrs(TrainConfig(lr=1.0, warmup_steps=1, max_steps=100, decay_steps=41, lr_schedule="cosine"), 100)
+    assert tail[:41] == pytest.approx(annealed)  # the same schedule up to the horizon ...
+    assert tail[40:] == pytest.approx([COSINE_FLOOR] * 60)  # ... then the floor, for training on to early stopping
+
+
 def test_unknown_schedule_is_a_clear_error():
     with pytest.raises(SidrecError, match="lr_schedule must be one of constant, cosine, got 'linear'"):
         _lrs(TrainConfig(lr_schedule="linear"), 1)

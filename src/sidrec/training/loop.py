@@ -44,6 +44,9 @@ Validator = Callable[[nn.Module], dict[str, float]]
 LAST, BEST, BEST_META = "last.safetensors", "best.safetensors", "best.json"
 LEGACY_LAST = "last.pt"  # pickled checkpoints of sidrec < issue 15: never loaded (unpickling runs code)
 RESUME_FREE = ("device", "num_threads")  # train keys a resume may change: they do not change what is computed
+# A resume may also extend a run (more steps, more patience) as long as the steps already taken would have been
+# the same: the lr schedule is pinned by its decay horizon (decay_steps, else max_steps), not by max_steps itself.
+EXTENDABLE = ("max_steps", "patience", "decay_steps")
 TIMING = ("val_seconds", "val_users_per_second")  # logged, but not metrics
 
 
@@ -159,6 +162,8 @@ def train(
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         state = TrainState(**ck["state"])
+        if state.stopped and state.step < cfg.max_steps and state.bad_evals < cfg.patience:
+            state.stopped = ""  # an extended run (larger max_steps or patience) goes on from where it stopped
         _set_rng_state(ck["rng"][rank])
     else:
         random.seed(seed + rank)
@@ -273,7 +278,10 @@ COSINE_FLOOR = 0.1  # cosine decays to this fraction of the peak lr (a common fl
 
 
 def lr_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup over ``warmup_steps``, then constant or cosine decay to ``COSINE_FLOOR`` x lr at ``max_steps``.
+    """Linear warmup over ``warmup_steps``, then constant or cosine decay to ``COSINE_FLOOR`` x lr at the horizon.
+
+    The horizon is ``decay_steps`` (0: ``max_steps``); after it the lr stays at the floor, so a run can
+    train on to early stopping (``patience``) after its schedule has annealed.
 
     Raises:
         SidrecError: for an unknown ``train.lr_schedule``.
@@ -281,7 +289,7 @@ def lr_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise SidrecError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
     warm = max(1, cfg.warmup_steps)
-    span = max(1, cfg.max_steps - warm)
+    span = max(1, decay_horizon(cfg.decay_steps, cfg.max_steps) - warm)
 
     def factor(step: int) -> float:
         if step + 1 < warm:
@@ -294,10 +302,25 @@ def lr_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def decay_horizon(decay_steps: int, max_steps: int) -> int:
+    """The step at which a cosine schedule reaches its floor."""
+    return decay_steps or max_steps
+
+
 def resume_settings(cfg: TrainConfig, seed: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The settings a resumed run must share with the run that wrote the checkpoint (JSON)."""
     train = {k: v for k, v in asdict(cfg).items() if k not in RESUME_FREE}
     return {"train": train, "seed": seed, **(extra or {})}
+
+
+def _pinned(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with the extendable train keys replaced by the lr horizon they imply."""
+    train = dict(settings.get("train", {}))
+    if "max_steps" in train:  # checkpoints of older sidrecs have no decay_steps
+        train["lr_horizon"] = decay_horizon(train.get("decay_steps", 0), train["max_steps"])
+    for k in EXTENDABLE:
+        train.pop(k, None)
+    return {**settings, "train": train}
 
 
 def load_checkpoint(out_dir: Path) -> dict[str, Any]:
@@ -312,8 +335,12 @@ def load_checkpoint(out_dir: Path) -> dict[str, Any]:
 
 
 def check_resume(path: Path, saved: dict[str, Any], now: dict[str, Any]) -> None:
-    """Refuse a resume whose settings differ from the checkpoint's, listing every difference."""
-    a, b = dotted(saved), dotted(now)
+    """Refuse a resume whose settings differ from the checkpoint's, listing every difference.
+
+    ``max_steps``, ``patience`` and ``decay_steps`` may change if the lr horizon stays the same
+    (``EXTENDABLE``): the steps already trained are then exactly those of the extended run.
+    """
+    a, b = dotted(_pinned(saved)), dotted(_pinned(now))
     for d in (a, b):  # checkpoints of older sidrecs list the inputs' reports too (rundir.REPORTS)
         for k in [k for k in d if k.startswith("inputs.") and k.split(".", 2)[-1] in REPORTS]:
             del d[k]
