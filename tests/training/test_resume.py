@@ -106,6 +106,24 @@ def test_an_early_stopped_run_goes_on_when_resumed_with_more_patience(tmp_path):
     assert more["best_step"] == 8 and more["steps"] == 14 and more["stopped"].startswith("early stop: no validation NDCG@10 gain in 3")
 
 
+def test_an_extension_under_which_the_trained_steps_would_not_have_run_is_refused(tmp_path):
+    from sidrec.errors import SidrecError
+
+    torch.set_num_threads(1)
+    scores = iter([0.3, 0.2, 0.1, 0.4])
+
+    def validate(model):
+        return {"ndcg@10": next(scores)}
+
+    train(toy_model(), toy_data(), validate, train_cfg(max_steps=8, eval_every=2, patience=3), tmp_path, seed=0, progress=False)
+    with pytest.raises(SidrecError, match="with train.patience=2 it would have stopped at step 6, before its 8 steps"):
+        train(toy_model(), toy_data(), validate, train_cfg(max_steps=20, decay_steps=8, eval_every=2, patience=2), tmp_path, seed=0, resume=True,
+              progress=False)  # fmt: skip
+    with pytest.raises(SidrecError, match="at step 8, past train.max_steps=6"):
+        train(toy_model(), toy_data(), validate, train_cfg(max_steps=6, decay_steps=8, eval_every=2, patience=3), tmp_path, seed=0, resume=True,
+              progress=False)  # fmt: skip
+
+
 def test_resume_with_nothing_to_resume_says_so(tmp_path):
     from sidrec.errors import SidrecError
 

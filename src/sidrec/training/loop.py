@@ -162,6 +162,7 @@ def train(
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         state = TrainState(**ck["state"])
+        _check_extension(last, state, cfg)
         if state.stopped and state.step < cfg.max_steps and state.bad_evals < cfg.patience:
             state.stopped = ""  # an extended run (larger max_steps or patience) goes on from where it stopped
         _set_rng_state(ck["rng"][rank])
@@ -349,6 +350,21 @@ def check_resume(path: Path, saved: dict[str, Any], now: dict[str, Any]) -> None
         diff = [d if len(d) < 160 else d[:150] + " ..." for d in diff]  # checksums and long lists stay readable
         raise SidrecError(f"cannot resume {path}: the run's settings changed ({'; '.join(diff)}); "
                           "restore them, or train afresh with --overwrite")  # fmt: skip
+
+
+def _check_extension(path: Path, state: TrainState, cfg: TrainConfig) -> None:
+    """Refuse a changed ``max_steps`` / ``patience`` under which the steps already trained would not all have run."""
+    if cfg.max_steps < state.step:
+        raise SidrecError(f"cannot resume {path}: it is at step {state.step}, past train.max_steps={cfg.max_steps}")
+    best, bad = -math.inf, 0
+    for row in state.rows:  # replay early stopping over the validation history
+        if row["val_ndcg@10"] > best:
+            best, bad = row["val_ndcg@10"], 0
+        else:
+            bad += 1
+        if bad >= cfg.patience and row["step"] < state.step:
+            raise SidrecError(f"cannot resume {path}: with train.patience={cfg.patience} it would have stopped at step "
+                              f"{row['step']}, before its {state.step} steps; use patience >= {bad + 1} or train afresh")  # fmt: skip
 
 
 def _save_last(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, state: TrainState, world: int,
