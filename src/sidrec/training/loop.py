@@ -314,13 +314,15 @@ def resume_settings(cfg: TrainConfig, seed: int, extra: dict[str, Any] | None = 
     return {"train": train, "seed": seed, **(extra or {})}
 
 
-def _pinned(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` with the extendable train keys replaced by the lr horizon they imply."""
+def _pinned(settings: dict[str, Any], extendable: bool) -> dict[str, Any]:
+    """``settings`` with the extendable train keys replaced by the lr horizon they imply (if ``extendable``)."""
     train = dict(settings.get("train", {}))
-    if "max_steps" in train:  # checkpoints of older sidrecs have no decay_steps
-        train["lr_horizon"] = decay_horizon(train.get("decay_steps", 0), train["max_steps"])
-    for k in EXTENDABLE:
-        train.pop(k, None)
+    if "max_steps" in train:
+        train.setdefault("decay_steps", 0)  # checkpoints of older sidrecs have none: their horizon was max_steps
+        if extendable:
+            train["lr_horizon"] = decay_horizon(train["decay_steps"], train["max_steps"])
+            for k in EXTENDABLE:
+                del train[k]
     return {**settings, "train": train}
 
 
@@ -335,13 +337,13 @@ def load_checkpoint(out_dir: Path) -> dict[str, Any]:
     return load_state(last, "training checkpoint")
 
 
-def check_resume(path: Path, saved: dict[str, Any], now: dict[str, Any]) -> None:
+def check_resume(path: Path, saved: dict[str, Any], now: dict[str, Any], extendable: bool = True) -> None:
     """Refuse a resume whose settings differ from the checkpoint's, listing every difference.
 
-    ``max_steps``, ``patience`` and ``decay_steps`` may change if the lr horizon stays the same
-    (``EXTENDABLE``): the steps already trained are then exactly those of the extended run.
+    If ``extendable``, ``max_steps``, ``patience`` and ``decay_steps`` may change while the lr horizon
+    stays the same (``EXTENDABLE``; the caller then checks the history with ``_check_extension``).
     """
-    a, b = dotted(_pinned(saved)), dotted(_pinned(now))
+    a, b = dotted(_pinned(saved, extendable)), dotted(_pinned(now, extendable))
     for d in (a, b):  # checkpoints of older sidrecs list the inputs' reports too (rundir.REPORTS)
         for k in [k for k in d if k.startswith("inputs.") and k.split(".", 2)[-1] in REPORTS]:
             del d[k]
@@ -356,15 +358,18 @@ def _check_extension(path: Path, state: TrainState, cfg: TrainConfig) -> None:
     """Refuse a changed ``max_steps`` / ``patience`` under which the steps already trained would not all have run."""
     if cfg.max_steps < state.step:
         raise SidrecError(f"cannot resume {path}: it is at step {state.step}, past train.max_steps={cfg.max_steps}")
-    best, bad = -math.inf, 0
-    for row in state.rows:  # replay early stopping over the validation history
+    best, bad, most, stop = -math.inf, 0, 0, None
+    for row in [r for r in state.rows if r["step"] < state.step]:  # replay early stopping over the validation history
         if row["val_ndcg@10"] > best:
             best, bad = row["val_ndcg@10"], 0
         else:
             bad += 1
-        if bad >= cfg.patience and row["step"] < state.step:
-            raise SidrecError(f"cannot resume {path}: with train.patience={cfg.patience} it would have stopped at step "
-                              f"{row['step']}, before its {state.step} steps; use patience >= {bad + 1} or train afresh")  # fmt: skip
+        most = max(most, bad)
+        if bad >= cfg.patience and stop is None:
+            stop = row["step"]
+    if stop is not None:
+        raise SidrecError(f"cannot resume {path}: with train.patience={cfg.patience} it would have stopped at step "
+                          f"{stop}, before its {state.step} steps; use patience >= {most + 1} or train afresh")  # fmt: skip
 
 
 def _save_last(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, state: TrainState, world: int,

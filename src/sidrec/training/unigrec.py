@@ -226,7 +226,7 @@ def run_unigrec(cfg: Config, resume: bool = False, progress: bool = True, ucfg: 
     settings = resume_settings(t, cfg.seed, {"unigrec": dataclasses.asdict(u), "model": dataclasses.asdict(cfg.model)})
     if resume:
         ck = load_checkpoint(out)
-        check_resume(out / LAST, ck["settings"], settings)
+        check_resume(out / LAST, ck["settings"], settings, extendable=False)  # max_steps also times the fine-tune phase
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         opt_tok.load_state_dict(ck["optimizer_tok"])
