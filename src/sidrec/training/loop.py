@@ -163,8 +163,7 @@ def train(
         sched.load_state_dict(ck["scheduler"])
         state = TrainState(**ck["state"])
         _check_extension(last, state, cfg)
-        if state.stopped and state.step < cfg.max_steps and state.bad_evals < cfg.patience:
-            state.stopped = ""  # an extended run (larger max_steps or patience) goes on from where it stopped
+        state.stopped = _stop_reason(state, cfg)  # under a larger max_steps or patience, a finished run goes on
         _set_rng_state(ck["rng"][rank])
     else:
         random.seed(seed + rank)
@@ -213,10 +212,7 @@ def train(
                 plot_curves(out_dir / "curves.png", state.rows)
                 tb.scalars(state.step, {f"train/{k}": row[k] for k in ("train_loss", "samples_per_s", "lr")})
                 tb.scalars(state.step, {f"valid/{k[4:]}": v for k, v in row.items() if k.startswith("val_")})
-            if state.bad_evals >= cfg.patience:
-                state.stopped = f"early stop: no validation NDCG@10 gain in {cfg.patience} evaluations"
-            elif state.step >= cfg.max_steps:
-                state.stopped = f"reached max_steps={cfg.max_steps}"
+            state.stopped = _stop_reason(state, cfg)
             _save_last(last, model, opt, sched, state, world, run_settings)
         if interrupt_at is not None and state.step == interrupt_at:
             bar.close()
@@ -239,6 +235,15 @@ def train(
         write_json(out_dir / "train_summary.json", summary)
     D.barrier()
     return summary
+
+
+def _stop_reason(state: TrainState, cfg: TrainConfig) -> str:
+    """Why training ends after the validation at ``state.step`` ("" to go on)."""
+    if state.bad_evals >= cfg.patience:
+        return f"early stop: no validation NDCG@10 gain in {cfg.patience} evaluations"
+    if state.step >= cfg.max_steps:
+        return f"reached max_steps={cfg.max_steps}"
+    return ""
 
 
 def _best_row(state: TrainState) -> dict[str, Any]:
