@@ -204,6 +204,20 @@ def test_flatten_expands_per_level_lists():
     assert out == {"tokenize/sc_prefix/0": 0.5, "tokenize/sc_prefix/1": 0.75}
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("quick", [False, True])
+def test_a_records_command_reruns_that_seed(seed: int, quick: bool):
+    """``--seeds N`` runs seeds 0..N-1: the command stored with seed k's record must reach seed k, and stop there."""
+    import shlex
+
+    from sidrec.bench.runner import reproduce_command
+    from sidrec.cli import build_parser
+
+    args = build_parser().parse_args(shlex.split(reproduce_command("tokenizers", "rkmeans", seed, quick))[1:])
+    assert (args.suite, args.only, args.quick) == ("tokenizers", ["rkmeans"], quick)
+    assert list(range(args.seeds))[-1] == seed
+
+
 def test_spearman_table_skips_metrics_older_records_lack(tmp_path: Path):
     d = tmp_path / "benchmarks"
     d.mkdir()

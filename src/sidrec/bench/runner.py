@@ -180,7 +180,7 @@ def _execute(suite: Suite, run: Run, seed: int, quick: bool, workdir: Path) -> d
         summary = run_pipeline(cfg, progress=False, stages=run.stages or suite.stages)
         manifest = read_json(cfg.paths.data / "manifest.json")
         record.update(
-            command=f"sidrec bench {suite.name} --only {run.name}" + (" --quick" if quick else ""),
+            command=reproduce_command(suite.name, run.name, seed, quick),
             config=config_to_dict(cfg),
             dataset={"name": manifest["dataset"], "inputs": manifest["inputs"], "checksum": sha256_text(*sorted(manifest["inputs"].values()))},
             seconds=summary["seconds"],
@@ -189,6 +189,11 @@ def _execute(suite: Suite, run: Run, seed: int, quick: bool, workdir: Path) -> d
         )
     record["wall_seconds"] = round(time.time() - started, 2)
     return record
+
+
+def reproduce_command(suite: str, run: str, seed: int, quick: bool) -> str:
+    """The ``sidrec bench`` line that (re)makes this record: ``--seeds N`` runs seeds 0..N-1, so seed k needs k+1."""
+    return f"sidrec bench {suite} --only {run}" + (f" --seeds {seed + 1}" if seed else "") + (" --quick" if quick else "")
 
 
 def _flatten(results: dict[str, Any], prefix: str = "") -> dict[str, float]:
