@@ -97,6 +97,25 @@ def test_a_fresh_train_over_a_previous_run_needs_overwrite(run, capsys):
     assert check_stage(run / "model")  # the new run is whole and recorded
 
 
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_pipeline_killed_before_its_first_checkpoint_starts_over_and_a_finished_run_is_kept(run, finished):
+    """Best weights are written just before their evaluation's checkpoint: a kill in between must not block `sidrec run`."""
+    from sidrec.pipeline import run_pipeline
+
+    (run / "model" / "last.safetensors").unlink()  # as if killed after the first best.safetensors, before last.safetensors
+    if not finished:
+        (run / "model" / "train_summary.json").unlink()
+    best = sha256_file(run / "model" / BEST)
+    if finished:  # a finished run whose checkpoint was deleted keeps its results: a fresh start needs --overwrite
+        with pytest.raises(SidrecError, match="holds a previous training run"):
+            run_pipeline(_cfg(run), progress=False, stages=("train",))
+        assert sha256_file(run / "model" / BEST) == best
+    else:
+        run_pipeline(_cfg(run, "seed=5"), progress=False, stages=("train",))
+        assert (run / "model" / "last.safetensors").is_file() and (run / "model" / "train_summary.json").is_file()
+        assert check_stage(run / "model") and sha256_file(run / "model" / BEST) != best  # trained again, whole and recorded
+
+
 # 2 ------------------------------------------------------------------ stages are committed whole
 
 

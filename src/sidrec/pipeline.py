@@ -30,9 +30,11 @@ def _tokenize(cfg: Config, progress: bool) -> dict[str, Any]:
 
 
 def _train(cfg: Config, progress: bool) -> dict[str, Any]:
+    from sidrec.rundir import interrupted_before_checkpoint
     from sidrec.training.recipes import has_checkpoint, train
 
-    return train(cfg, resume=has_checkpoint(cfg), progress=progress)  # continue an interrupted `sidrec run`
+    resume = has_checkpoint(cfg)  # continue an interrupted `sidrec run`; one killed before its first checkpoint starts over
+    return train(cfg, resume=resume, progress=progress, overwrite=not resume and interrupted_before_checkpoint(cfg.paths.model))
 
 
 def _evaluate(cfg: Config, progress: bool) -> dict[str, Any]:
@@ -54,7 +56,8 @@ def run_pipeline(cfg: Config, progress: bool = True, stages: tuple[str, ...] = t
     """Run the stages in order; write ``run_config.yaml`` and ``run_summary.json``.
 
     Training resumes from its last checkpoint if the run directory has one, so an
-    interrupted ``sidrec run`` continues where it stopped.
+    interrupted ``sidrec run`` continues where it stopped; a run killed before its first
+    checkpoint (best weights but nothing to resume) trains again from the start.
 
     Returns:
         {"seconds": {stage: wall seconds}, "results": {stage: stage output}}.

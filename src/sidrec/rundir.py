@@ -284,6 +284,21 @@ def previous_results(model_dir: Path) -> list[str]:
     return [n for n in MODEL_RESULTS if (model_dir / n).is_file()]
 
 
+#: Files that make a model directory resumable (``last.pt``: a legacy one, which the loop explains) or finished.
+CHECKPOINTS = ("last.safetensors", "last.pt", "checkpoint.safetensors")
+FINISHED = ("train_summary.json", "train_result.json")
+
+
+def interrupted_before_checkpoint(model_dir: Path) -> bool:
+    """Results of a training run killed before its first checkpoint: nothing to resume, and no finished run to protect.
+
+    Best weights and ``metrics.csv`` are written at an evaluation just before that evaluation's checkpoint,
+    so a kill in between leaves results that ``--resume`` cannot continue and that a fresh start would refuse.
+    """
+    found = set(previous_results(model_dir))
+    return bool(found) and not found & {*CHECKPOINTS, *FINISHED}
+
+
 def check_fresh_start(model_dir: Path, resume: bool, overwrite: bool) -> None:
     """A fresh ``train`` into a directory holding a previous run's results needs ``--overwrite``."""
     found = previous_results(model_dir)
