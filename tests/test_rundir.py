@@ -116,6 +116,14 @@ def test_a_pipeline_killed_before_its_first_checkpoint_starts_over_and_a_finishe
         assert check_stage(run / "model") and sha256_file(run / "model" / BEST) != best  # trained again, whole and recorded
 
 
+def test_the_resumable_checkpoints_are_those_the_recipes_write():
+    from sidrec.rundir import MODEL_RESULTS, RESUMABLE
+    from sidrec.training.loop import LAST
+    from sidrec.training.sasrec import CHECKPOINT
+
+    assert set(RESUMABLE) == {LAST, CHECKPOINT} and set(RESUMABLE) <= set(MODEL_RESULTS)
+
+
 # 2 ------------------------------------------------------------------ stages are committed whole
 
 

@@ -284,8 +284,10 @@ def previous_results(model_dir: Path) -> list[str]:
     return [n for n in MODEL_RESULTS if (model_dir / n).is_file()]
 
 
-#: Files that make a model directory resumable (``last.pt``: a legacy one, which the loop explains) or finished.
-CHECKPOINTS = ("last.safetensors", "last.pt", "checkpoint.safetensors")
+#: Checkpoints a run resumes from (the loop's ``last.safetensors``, SASRec's ``checkpoint.safetensors``),
+#: the legacy pickled one (refused with an explanation by the loop), and the files of a finished run.
+RESUMABLE = ("last.safetensors", "checkpoint.safetensors")
+CHECKPOINTS = (*RESUMABLE, "last.pt")
 FINISHED = ("train_summary.json", "train_result.json")
 
 

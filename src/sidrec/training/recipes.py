@@ -22,7 +22,7 @@ from typing import Any
 from sidrec.config import Config
 from sidrec.errors import SidrecError
 from sidrec.io import read_json, write_json
-from sidrec.rundir import check_fresh_start, check_stage, lock, retire_results
+from sidrec.rundir import RESUMABLE, check_fresh_start, check_stage, lock, retire_results
 
 RECIPE_FILE = "recipe.json"
 
@@ -118,10 +118,7 @@ def trained_method(cfg: Config) -> str:
 
 def has_checkpoint(cfg: Config) -> bool:
     """Whether the run's model directory holds a resumable checkpoint (of any recipe)."""
-    from sidrec.training.loop import LAST
-    from sidrec.training.sasrec import CHECKPOINT
-
-    return any((cfg.paths.model / name).is_file() for name in (LAST, CHECKPOINT))
+    return any((cfg.paths.model / name).is_file() for name in RESUMABLE)
 
 
 def train(cfg: Config, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
