@@ -233,8 +233,17 @@ def test_spearman_table_skips_metrics_older_records_lack(tmp_path: Path):
     md = tmp_path / "BENCHMARKS.md"
     write_report(md, tmp_path / "results", d, ("corr",))
     text = md.read_text()
-    assert "| m/a | +1.000 | 0.00 | 4 | — |" in text
+    assert "| m/a | +1.000 | 0.08 | 4 | — |" in text  # exact: 2 of the 4! = 24 pairings reach |rho| = 1
     assert "| m/new | — | — | 2 | — |" in text
+
+
+def test_spearman_p_is_exact_over_all_pairings_not_asymptotic():
+    from sidrec.bench.report import _spearman
+
+    # n = 3, perfect rank agreement: scipy's asymptotic p reads 0; exactly 2 of the 3! = 6 pairings reach |rho| = 1
+    assert _spearman([1.0, 2.0, 3.0], [0.1, 0.5, 0.7]) == (1.0, 1 / 3)
+    rho, p = _spearman([1.0, 2.0, 3.0, 4.0, 5.0], [0.2, 0.1, 0.3, 0.5, 0.4])
+    assert abs(rho - 0.8) < 1e-12 and abs(p - 16 / 120) < 1e-12  # 16 of the 5! = 120 pairings have |rho| >= 0.8
 
 
 def test_same_as_reuses_the_record_of_an_identical_run_only(suite_dir: Path, tmp_path: Path, capsys):
