@@ -279,3 +279,39 @@ def test_same_as_must_name_one_suite_and_run(suite_dir: Path, value: str):
     (suite_dir / "bad.yaml").write_text(f"runs:\n  - name: a\n    same_as: {value!r}\n")
     with pytest.raises(SidrecError, match="same_as"):
         load_suite("bad", suite_dir)
+
+
+def test_comparison_reads_each_run_against_the_baseline_in_seed_stds(tmp_path: Path):
+    from scipy.stats import ttest_ind
+
+    d = tmp_path / "benchmarks"
+    d.mkdir()
+    (d / "cmp.yaml").write_text(
+        "name: cmp\ntitle: c\nstages: [prepare]\ncolumns: [m/r]\ncompare: {baseline: base, metrics: [m/r]}\n"
+        "runs:\n  - name: base\n  - name: better\n  - name: close\n  - name: single\n"
+    )
+    values = {"base": [0.060, 0.062, 0.064], "better": [0.070, 0.071, 0.072], "close": [0.061, 0.063, 0.065], "single": [0.059]}
+    results = tmp_path / "results" / "cmp"
+    results.mkdir(parents=True)
+    machine = {"cpu": "x", "cores": 2, "torch": "t"}
+    for run, vals in values.items():
+        for seed, v in enumerate(vals):
+            rec = {"run": run, "quick": False, "git": {"commit": "abcdef0"}, "machine": machine, "metrics": {"m/r": v}}
+            (results / f"{run}-seed{seed}.json").write_text(json.dumps(rec))
+    md = tmp_path / "BENCHMARKS.md"
+    write_report(md, tmp_path / "results", d, ("cmp",))
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in md.read_text().splitlines() if line.startswith("| ") and " m/r " in line}
+    # better: Δ 0.01, σ = max(0.002, 0.001) = 0.002 -> +5 σ; Welch's p as scipy computes it
+    p = ttest_ind(values["better"], values["base"], equal_var=False).pvalue
+    assert rows["better"][5:9] == ["+0.0090 (+14.5%)", "+4.50", f"{p:.2f}", "above by more than 1 σ |"]
+    assert rows["close"][6] == "+0.50" and rows["close"][8] == "within 1 σ |"
+    # a one-seed run has no spread of its own: read against the baseline's, no Welch test
+    assert rows["single"][1] == "1" and rows["single"][6:9] == ["-1.50", "—", "below by more than 1 σ |"]
+    assert "base" not in rows
+
+
+@pytest.mark.parametrize("compare", ["{baseline: nope, metrics: [m/r]}", "{baseline: a, metrics: []}", "{baseline: a}", "rkmeans"])
+def test_compare_must_name_a_run_and_metrics(tmp_path: Path, compare: str):
+    (tmp_path / "bad.yaml").write_text(f"name: bad\ntitle: b\nstages: [prepare]\ncompare: {compare}\nruns:\n  - name: a\n")
+    with pytest.raises(SidrecError, match="compare"):
+        load_suite("bad", tmp_path)

@@ -68,6 +68,8 @@ def suite_table(suite: Suite, results_dir: Path) -> str:
         files = ", ".join(f"`{Path(r['_path']).name}`" for r in recs)
         lines.append(f"| {run.name} | {len(recs)} | " + " | ".join(cells) + f" | {files} |")
     machine = next(iter(records.values()))[0]["machine"]
+    if suite.compare:
+        lines += ["", _comparison_table(suite, records)]
     lines.append("")
     lines.append(
         f"Records: `{results_dir / suite.name}/`; commit(s) {', '.join(sorted(commits))}; "
@@ -75,6 +77,57 @@ def suite_table(suite: Suite, results_dir: Path) -> str:
         f"Re-run: `sidrec bench {suite.name}` (add `--seeds N` for mean ± std)."
     )
     return "\n".join(lines) + "\n"
+
+
+def _comparison_table(suite: Suite, records: dict[str, list[dict[str, Any]]]) -> str:
+    """Each run's seed mean against the ``compare`` baseline's: Δ, Δ in seed stds, Welch's p.
+
+    σ is the larger sample std of the two runs (a one-seed run has none, so a one-seed row is read
+    against the baseline's spread alone): "above by more than 1 σ" is the bar issue 14 set for a claim
+    that one tokenizer beats another, and a row within 1 σ is not told apart from seed noise.
+    """
+    base_name, metrics = suite.compare["baseline"], suite.compare["metrics"]
+    base = records.get(base_name, [])
+    if not base:
+        return f"_Comparison against `{base_name}`: no records of it yet._"
+    lines = [
+        f"Against `{base_name}` ({len(base)} seed(s)): Δ = difference of the seed means; σ = the larger sample std of the "
+        "two (one seed has none); Welch's t-test where both have ≥ 2 seeds.",
+        "",
+        "| run | seeds | metric | run | baseline | Δ | Δ / σ | Welch p | reading |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in suite.runs:
+        recs = records.get(run.name, [])
+        if run.name == base_name or not recs:
+            continue
+        for metric in metrics:
+            a = [r["metrics"][metric] for r in recs if metric in r["metrics"]]
+            b = [r["metrics"][metric] for r in base if metric in r["metrics"]]
+            if not a or not b:
+                continue
+            (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)
+            sigma = max((s for s in (sa, sb) if s), default=None)
+            z = (ma - mb) / sigma if sigma else None
+            reading = "no seed spread" if z is None else "above by more than 1 σ" if z > 1 else "below by more than 1 σ" if z < -1 else "within 1 σ"
+            rel = f" ({(ma - mb) / mb * 100:+.1f}%)" if mb else ""
+            lines.append(
+                f"| {run.name} | {len(a)} | {metric} | {ma:.4g}" + (f" ± {sa:.2g}" if sa is not None else "") + f" | {mb:.4g}"
+                + (f" ± {sb:.2g}" if sb is not None else "") + f" | {ma - mb:+.4f}{rel} | " + ("—" if z is None else f"{z:+.2f}")
+                + f" | {_welch(a, b)} | {reading} |"
+            )  # fmt: skip
+    if len(lines) == 4:
+        return f"_Comparison against `{base_name}`: no other run has records yet._"
+    return "\n".join(lines)
+
+
+def _welch(a: list[float], b: list[float]) -> str:
+    """Two-sided p of Welch's t-test, or "—" if either side has fewer than 2 seeds or no spread."""
+    if len(a) < 2 or len(b) < 2 or (statistics.stdev(a) == 0 and statistics.stdev(b) == 0):
+        return "—"
+    from scipy.stats import ttest_ind
+
+    return f"{float(ttest_ind(a, b, equal_var=False).pvalue):.2f}"
 
 
 def _spearman(x: list[float], y: list[float]) -> tuple[float, float]:

@@ -31,6 +31,7 @@ A suite is a YAML file ``benchmarks/<name>.yaml``::
       - name: unigrec                      # "{run:NAME}": NAME's run directory, same seed
         overrides: {train.method: unigrec, tokenizer.method: soft-rqvae, unigrec.teacher: "{run:sasrec}/model"}
     derive: {kind: spearman, source: tokenizers, target: evaluate/recall@10}   # computed, no runs
+    compare: {baseline: rkmeans, metrics: [evaluate/recall@10]}   # every run against one, in seed stds
 
 Overrides use the config's dotted keys, so an unknown key fails when the suite is
 loaded, not an hour into the run. A script is called as ``python SCRIPT --seed N
@@ -47,6 +48,10 @@ runner fails the referring run if NAME's directory holds no finished run.
 run's record for the same seed exists and its resolved config equals this run's (the run
 directory aside), the record is reused (``same_as`` names its file) instead of spending
 hours on an identical run; otherwise the run runs, and the runner says why.
+
+``compare`` adds a generated table under the suite's: each run's seed mean against the
+``baseline`` run's, the difference in units of the seed standard deviation, and Welch's
+t-test where both have several seeds, so "A beats B" is read off the records, not written by hand.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ from sidrec.io import read_yaml
 from sidrec.pipeline import STAGES
 
 SUITE_DIR = Path("benchmarks")
-_SUITE_KEYS = {"name", "title", "paper", "dataset", "stages", "config", "base", "quick", "columns", "runs", "derive", "notes"}
+_SUITE_KEYS = {"name", "title", "paper", "dataset", "stages", "config", "base", "quick", "columns", "runs", "derive", "notes", "compare"}
 _RUN_KEYS = {"name", "overrides", "paper", "script", "stages", "from", "skip_quick", "quick", "same_as"}
 _RUN_REF = re.compile(r"\{run:([^{}]*)\}")  # "{run:NAME}" in an override value
 
@@ -120,6 +125,7 @@ class Suite:
     derive: dict[str, Any]
     notes: str
     path: Path
+    compare: dict[str, Any] = field(default_factory=dict)  # {baseline: RUN, metrics: [...]}
     start: Config = field(default_factory=Config)  # the suite's ``config:`` file, parsed once: every run starts here
 
     def config(self, run: Run, seed: int, quick: bool, workdir: Path) -> Config:
@@ -183,6 +189,20 @@ def _suite_file(path: Path, value: str, what: str) -> Path:
     return f
 
 
+def _compare(path: Path, raw: Any, names: list[str]) -> dict[str, Any]:
+    """The suite's ``compare`` block, checked: a ``baseline`` that is one of its runs and a list of ``metrics``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or set(raw) != {"baseline", "metrics"}:
+        raise SidrecError(f"{path}: compare must be {{baseline: RUN, metrics: [METRIC, ...]}}, got {raw!r}")
+    if raw["baseline"] not in names:
+        raise SidrecError(f"{path}: compare.baseline {raw['baseline']!r} is not a run of the suite; runs: {', '.join(names)}")
+    metrics = raw["metrics"]
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise SidrecError(f"{path}: compare.metrics must be a non-empty list of metric names, got {metrics!r}")
+    return {"baseline": raw["baseline"], "metrics": list(metrics)}
+
+
 def data_root() -> Path:
     """Where the real datasets live: ``$SIDREC_DATA`` or ``../shared/data``."""
     return Path(os.environ.get("SIDREC_DATA", "../shared/data"))
@@ -230,6 +250,7 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
     for s in stages + tuple(s for r in runs for s in r.stages):
         if s not in STAGES:
             raise SidrecError(f"{path}: unknown stage {s!r}; valid stages: {', '.join(STAGES)}")
+    compare = _compare(path, raw.get("compare"), names)
     suite = Suite(
         name=safe_name(raw.get("name", name), f"{path}: suite name"),
         title=raw.get("title", name),
@@ -244,6 +265,7 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
         notes=raw.get("notes", ""),
         path=path,
         start=load_config(_suite_file(path, str(raw["config"]), "config file")) if raw.get("config") else Config(),
+        compare=compare,
     )
     for run in suite.runs:  # fail now on a bad key, not after an hour of benchmarks
         if not run.script:
