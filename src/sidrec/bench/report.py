@@ -94,7 +94,7 @@ def _comparison_table(suite: Suite, records: dict[str, list[dict[str, Any]]]) ->
         f"Against `{base_name}` ({len(base)} seed(s)): Δ = difference of the seed means; σ = the larger sample std of the "
         "two (one seed has none); Welch's t-test where both have ≥ 2 seeds.",
         "",
-        "| run | seeds | metric | run | baseline | Δ | Δ / σ | Welch p | reading |",
+        "| run | seeds | metric | mean | baseline mean | Δ | Δ / σ | Welch p | reading |",
         "|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for run in suite.runs:
