@@ -90,13 +90,7 @@ def _comparison_table(suite: Suite, records: dict[str, list[dict[str, Any]]]) ->
     base = records.get(base_name, [])
     if not base:
         return f"_Comparison against `{base_name}`: no records of it yet._"
-    lines = [
-        f"Against `{base_name}` ({len(base)} seed(s)): Δ = difference of the seed means; σ = the larger sample std of the "
-        "two (one seed has none); Welch's t-test where both have ≥ 2 seeds.",
-        "",
-        "| run | seeds | metric | mean | baseline mean | Δ | Δ / σ | Welch p | reading |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---|",
-    ]
+    rows = []
     for run in suite.runs:
         recs = records.get(run.name, [])
         if run.name == base_name or not recs:
@@ -111,14 +105,21 @@ def _comparison_table(suite: Suite, records: dict[str, list[dict[str, Any]]]) ->
             z = (ma - mb) / sigma if sigma else None
             reading = "no seed spread" if z is None else "above by more than 1 σ" if z > 1 else "below by more than 1 σ" if z < -1 else "within 1 σ"
             rel = f" ({(ma - mb) / mb * 100:+.1f}%)" if mb else ""
-            lines.append(
+            rows.append(
                 f"| {run.name} | {len(a)} | {metric} | {ma:.4g}" + (f" ± {sa:.2g}" if sa is not None else "") + f" | {mb:.4g}"
                 + (f" ± {sb:.2g}" if sb is not None else "") + f" | {ma - mb:+.4f}{rel} | " + ("—" if z is None else f"{z:+.2f}")
                 + f" | {_welch(a, b)} | {reading} |"
             )  # fmt: skip
-    if len(lines) == 4:
+    if not rows:
         return f"_Comparison against `{base_name}`: no other run has records yet._"
-    return "\n".join(lines)
+    return "\n".join([
+        f"Against `{base_name}` ({len(base)} seed(s)): Δ = difference of the seed means; σ = the larger sample std of the "
+        "two (one seed has none); Welch's t-test where both have ≥ 2 seeds.",
+        "",
+        "| run | seeds | metric | mean | baseline mean | Δ | Δ / σ | Welch p | reading |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+        *rows,
+    ])
 
 
 def _welch(a: list[float], b: list[float]) -> str:
