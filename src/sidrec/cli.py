@@ -148,8 +148,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
     suite_dir, results = Path(args.suite_dir), Path(args.results_dir)
     if args.suite:
+        seeds = args.seeds if args.seed is None else (args.seed,)
         paths = run_suite(
-            load_suite(args.suite, suite_dir), seeds=args.seeds, quick=args.quick, results_dir=results,
+            load_suite(args.suite, suite_dir), seeds=seeds, quick=args.quick, results_dir=results,
             work_root=Path(args.work_root), force=args.force, only=tuple(args.only),
         )
         print(f"{len(paths)} record(s) under {results / ('quick' if args.quick else '') / args.suite}")
@@ -226,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark suite (benchmarks/SUITE.yaml) and/or regenerate BENCHMARKS.md")
     p.add_argument("suite", nargs="?", default=None, help="suite name; omit with --report to regenerate all")
     p.add_argument("--quick", action="store_true", help="reduced budget on the synthetic catalogue (smoke check)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (tables show mean ± std)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (tables show mean ± std)")
+    seeds.add_argument("--seed", type=int, default=None, metavar="K", help="only seed K (to spread a run's seeds over machines)")
     p.add_argument("--only", nargs="+", default=[], metavar="RUN", help="only these runs of the suite")
     p.add_argument("--force", action="store_true", help="re-run runs that already have a record")
     p.add_argument("--report", action="store_true", help="regenerate the tables of BENCHMARKS.md from the records")

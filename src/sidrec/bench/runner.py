@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def record_path(results_dir: Path, suite: Suite, run: Run, seed: int) -> Path:
 
 def run_suite(
     suite: Suite,
-    seeds: int = 1,
+    seeds: int | Sequence[int] = 1,
     quick: bool = False,
     results_dir: Path = Path("benchmarks/results"),
     work_root: Path = Path("runs/bench"),
@@ -44,11 +45,17 @@ def run_suite(
 ) -> list[Path]:
     """Run every (run, seed) of ``suite`` that has no record yet; returns the record paths.
 
+    ``seeds`` is N for seeds 0..N-1, or the seeds themselves (``sidrec bench --seed K``: one seed,
+    so that the seeds of a run can train side by side on different machines or lanes).
+
     ``quick`` records go to ``results_dir/quick`` so they never mix with full-budget ones.
 
     Raises:
         SidrecError: if any run failed (the others still ran and kept their records).
     """
+    seeds = range(seeds) if isinstance(seeds, int) else tuple(seeds)
+    if not seeds or min(seeds) < 0:
+        raise SidrecError(f"seeds must be --seeds N >= 1 or --seed K >= 0; got {list(seeds)}")
     if quick:
         results_dir = results_dir / "quick"
     unknown = set(only) - {r.name for r in suite.runs}
@@ -61,7 +68,7 @@ def run_suite(
         if quick and run.skip_quick:
             print(f"[{suite.name}] {run.name}: skipped in --quick ({run.skip_quick})", flush=True)
             continue
-        for seed in range(seeds):
+        for seed in seeds:
             path = record_path(results_dir, suite, run, seed)
             paths.append(path)
             if path.is_file() and not force:
@@ -192,8 +199,8 @@ def _execute(suite: Suite, run: Run, seed: int, quick: bool, workdir: Path) -> d
 
 
 def reproduce_command(suite: str, run: str, seed: int, quick: bool) -> str:
-    """The ``sidrec bench`` line that (re)makes this record: ``--seeds N`` runs seeds 0..N-1, so seed k needs k+1."""
-    return f"sidrec bench {suite} --only {run}" + (f" --seeds {seed + 1}" if seed else "") + (" --quick" if quick else "")
+    """The ``sidrec bench`` line that (re)makes this record, and only it (``--seed k``)."""
+    return f"sidrec bench {suite} --only {run}" + (f" --seed {seed}" if seed else "") + (" --quick" if quick else "")
 
 
 def _flatten(results: dict[str, Any], prefix: str = "") -> dict[str, float]:
