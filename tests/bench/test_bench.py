@@ -250,6 +250,26 @@ def test_spearman_table_skips_metrics_older_records_lack(tmp_path: Path):
     assert "| m/new | — | — | 2 | — |" in text
 
 
+def test_spearman_pools_suites_and_counts_a_same_as_run_once(tmp_path: Path):
+    d = tmp_path / "benchmarks"
+    d.mkdir()
+    (d / "a.yaml").write_text("name: a\ntitle: a\nstages: [prepare]\nruns:\n  - name: r0\n  - name: r1\n")
+    (d / "b.yaml").write_text("name: b\ntitle: b\nstages: [prepare]\nruns:\n  - name: r1\n    same_as: a/r1\n  - name: v\n")
+    (d / "pool.yaml").write_text("name: pool\ntitle: p\nderive: {kind: spearman, source: [a, b], target: evaluate/recall@10, metrics: [m/a]}\n")
+    (d / "bad.yaml").write_text("name: bad\ntitle: p\nderive: {kind: spearman, source: [], target: evaluate/recall@10}\n")
+    for suite, run, i in (("a", "r0", 0), ("a", "r1", 1), ("b", "r1", 1), ("b", "v", 2)):
+        (tmp_path / "results" / suite).mkdir(parents=True, exist_ok=True)
+        metrics = {"evaluate/recall@10": 0.01 * i, "m/a": float(-i)}
+        (tmp_path / "results" / suite / f"{run}-seed0.json").write_text(json.dumps({"run": run, "quick": False, "metrics": metrics}))
+    md = tmp_path / "BENCHMARKS.md"
+    write_report(md, tmp_path / "results", d, ("pool",))
+    text = md.read_text()
+    assert "| m/a | -1.000 | 0.33 | 3 | — |" in text  # b/r1 is a/r1's record: 3 tokenizers, not 4
+    assert "(a/r0, a/r1, b/v)" in text
+    with pytest.raises(SidrecError, match="derive.source must be a suite name or a list of them"):
+        write_report(md, tmp_path / "results", d, ("bad",))
+
+
 def test_spearman_p_is_exact_over_all_pairings_not_asymptotic():
     from sidrec.bench.report import _spearman
 

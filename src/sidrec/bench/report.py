@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from sidrec.bench.suite import Suite, available_suites, load_suite
+from sidrec.bench.suite import Suite, available_suites, load_suite, safe_name
 from sidrec.errors import SidrecError
 from sidrec.io import atomic_open
 
@@ -149,14 +149,34 @@ def _spearman(x: list[float], y: list[float]) -> tuple[float, float]:
     return float(res.statistic), math.nan if math.isnan(res.statistic) else float(res.pvalue)
 
 
+def _pooled_records(suite: Suite, results_dir: Path) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
+    """``derive.source``'s suites and their records by run; runs of several suites are named ``SUITE/RUN``.
+
+    A run declared ``same_as`` another suite's run carries that run's records (bench/runner.py reuses
+    them), so with several sources it is left out: pooling it would count one tokenizer twice.
+    """
+    source = suite.derive.get("source")
+    sources = [source] if isinstance(source, str) else source
+    if not isinstance(sources, list) or not sources or not all(isinstance(x, str) for x in sources):
+        raise SidrecError(f"{suite.path}: derive.source must be a suite name or a list of them, got {source!r}")
+    if len(sources) == 1:
+        return sources, load_records(results_dir, safe_name(sources[0], f"{suite.path}: derive.source"))
+    pooled: dict[str, list[dict[str, Any]]] = {}
+    for name in sources:
+        copies = {r.name for r in load_suite(name, suite.path.parent).runs if r.same_as}
+        pooled |= {f"{name}/{run}": recs for run, recs in load_records(results_dir, name).items() if run not in copies}
+    return sources, pooled
+
+
 def _derived_table(suite: Suite, results_dir: Path) -> str:
     d = suite.derive
     if d.get("kind") != "spearman":
         raise SidrecError(f"{suite.path}: derive.kind must be 'spearman', got {d.get('kind')!r}")
-    records = load_records(results_dir, d["source"])
+    sources, records = _pooled_records(suite, results_dir)
+    named = ", ".join(f"`{x}`" for x in sources)
     runs = [r for r, recs in sorted(records.items()) if all(d["target"] in x["metrics"] for x in recs)]
     if len(runs) < 3:
-        return f"_Needs full-budget records of at least 3 runs of suite `{d['source']}` (have {len(runs)})._\n"
+        return f"_Needs full-budget records of at least 3 runs of {named} (have {len(runs)})._\n"
     target = [_mean_std([x["metrics"][d["target"]] for x in records[r]])[0] for r in runs]
     lines = [f"| SID metric | Spearman ρ with {d['target']} (ours) | p (permutation) | n | paper |", "|---|---:|---:|---:|---:|"]
     for metric in d.get("metrics", []):
@@ -170,7 +190,7 @@ def _derived_table(suite: Suite, results_dir: Path) -> str:
         rho, p = _spearman(vals, [target[i] for i in have])
         lines.append(f"| {metric} | {rho:+.3f} | {p:.2f} | {len(have)} | {paper_cell} |")
     lines.append("")
-    lines.append(f"Computed from the records of `{d['source']}` ({', '.join(runs)}); re-run: `sidrec bench --report`.")
+    lines.append(f"Computed from the records of {named} ({', '.join(runs)}); re-run: `sidrec bench --report`.")
     return "\n".join(lines) + "\n"
 
 
