@@ -250,24 +250,30 @@ def test_spearman_table_skips_metrics_older_records_lack(tmp_path: Path):
     assert "| m/new | — | — | 2 | — |" in text
 
 
-def test_spearman_pools_suites_and_counts_a_same_as_run_once(tmp_path: Path):
+def test_spearman_pools_suites_counts_a_same_as_run_once_and_filters_on_config(tmp_path: Path):
     d = tmp_path / "benchmarks"
     d.mkdir()
     (d / "a.yaml").write_text("name: a\ntitle: a\nstages: [prepare]\nruns:\n  - name: r0\n  - name: r1\n")
-    (d / "b.yaml").write_text("name: b\ntitle: b\nstages: [prepare]\nruns:\n  - name: r1\n    same_as: a/r1\n  - name: v\n")
-    (d / "pool.yaml").write_text("name: pool\ntitle: p\nderive: {kind: spearman, source: [a, b], target: evaluate/recall@10, metrics: [m/a]}\n")
-    (d / "bad.yaml").write_text("name: bad\ntitle: p\nderive: {kind: spearman, source: [], target: evaluate/recall@10}\n")
-    for suite, run, i in (("a", "r0", 0), ("a", "r1", 1), ("b", "r1", 1), ("b", "v", 2)):
+    (d / "b.yaml").write_text("name: b\ntitle: b\nstages: [prepare]\nruns:\n  - name: r1\n    same_as: a/r1\n  - name: v\n  - name: flat\n")
+    corr = "name: {}\ntitle: p\nderive: {{kind: spearman, source: {}, target: evaluate/recall@10, metrics: [m/a]{}}}\n"
+    (d / "pool.yaml").write_text(corr.format("pool", "[a, b]", ""))
+    (d / "deep.yaml").write_text(corr.format("deep", "[a, b]", ", where: {tokenizer.n_levels: 3}"))
+    (d / "bad.yaml").write_text(corr.format("bad", "[]", ""))
+    (d / "badwhere.yaml").write_text(corr.format("badwhere", "a", ", where: [3]"))
+    for suite, run, i, levels in (("a", "r0", 0, 3), ("a", "r1", 1, 3), ("b", "r1", 1, 3), ("b", "v", 2, 3), ("b", "flat", 3, 1)):
         (tmp_path / "results" / suite).mkdir(parents=True, exist_ok=True)
-        metrics = {"evaluate/recall@10": 0.01 * i, "m/a": float(-i)}
-        (tmp_path / "results" / suite / f"{run}-seed0.json").write_text(json.dumps({"run": run, "quick": False, "metrics": metrics}))
+        record = {"run": run, "quick": False, "config": {"tokenizer": {"n_levels": levels}},
+                  "metrics": {"evaluate/recall@10": 0.01 * i, "m/a": float(-i) if levels == 3 else 9.0}}  # fmt: skip
+        (tmp_path / "results" / suite / f"{run}-seed0.json").write_text(json.dumps(record))
     md = tmp_path / "BENCHMARKS.md"
-    write_report(md, tmp_path / "results", d, ("pool",))
-    text = md.read_text()
-    assert "| m/a | -1.000 | 0.33 | 3 | — |" in text  # b/r1 is a/r1's record: 3 tokenizers, not 4
-    assert "(a/r0, a/r1, b/v)" in text
+    write_report(md, tmp_path / "results", d, ("pool", "deep"))
+    pool, deep = md.read_text().split("<!-- bench:deep -->")
+    assert "| m/a | +0.200 | 0.92 | 4 | — |" in pool and "(a/r0, a/r1, b/flat, b/v)" in pool  # b/r1 is a/r1's record
+    assert "| m/a | -1.000 | 0.33 | 3 | — |" in deep and "where `tokenizer.n_levels = 3` (a/r0, a/r1, b/v)" in deep
     with pytest.raises(SidrecError, match="derive.source must be a suite name or a list of them"):
         write_report(md, tmp_path / "results", d, ("bad",))
+    with pytest.raises(SidrecError, match="derive.where must map config keys to values"):
+        write_report(md, tmp_path / "results", d, ("badwhere",))
 
 
 def test_spearman_p_is_exact_over_all_pairings_not_asymptotic():

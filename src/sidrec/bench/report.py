@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sidrec.bench.suite import Suite, available_suites, load_suite, safe_name
+from sidrec.config import dotted
 from sidrec.errors import SidrecError
 from sidrec.io import atomic_open
 
@@ -174,6 +175,12 @@ def _derived_table(suite: Suite, results_dir: Path) -> str:
         raise SidrecError(f"{suite.path}: derive.kind must be 'spearman', got {d.get('kind')!r}")
     sources, records = _pooled_records(suite, results_dir)
     named = ", ".join(f"`{x}`" for x in sources)
+    where = d.get("where") or {}  # {dotted config key: value}: rank only the runs configured so
+    if not isinstance(where, dict):
+        raise SidrecError(f"{suite.path}: derive.where must map config keys to values, got {where!r}")
+    if where:
+        records = {r: recs for r, recs in records.items() if all(dotted(x.get("config", {})).get(k) == v for x in recs for k, v in where.items())}
+        named += " where " + ", ".join(f"`{k} = {v}`" for k, v in where.items())
     runs = [r for r, recs in sorted(records.items()) if all(d["target"] in x["metrics"] for x in recs)]
     if len(runs) < 3:
         return f"_Needs full-budget records of at least 3 runs of {named} (have {len(runs)})._\n"
@@ -188,7 +195,8 @@ def _derived_table(suite: Suite, results_dir: Path) -> str:
             continue
         vals = [_mean_std([x["metrics"][metric] for x in records[runs[i]]])[0] for i in have]
         rho, p = _spearman(vals, [target[i] for i in have])
-        lines.append(f"| {metric} | {rho:+.3f} | {p:.2f} | {len(have)} | {paper_cell} |")
+        p_cell = f"{p:.2f}" if not p < 0.01 else f"{p:.1g}"  # an exact p of 0.003 must not read 0.00
+        lines.append(f"| {metric} | {rho:+.3f} | {p_cell} | {len(have)} | {paper_cell} |")
     lines.append("")
     lines.append(f"Computed from the records of {named} ({', '.join(runs)}); re-run: `sidrec bench --report`.")
     return "\n".join(lines) + "\n"

@@ -31,7 +31,8 @@ A suite is a YAML file ``benchmarks/<name>.yaml``::
       - name: unigrec                      # "{run:NAME}": NAME's run directory, same seed
         overrides: {train.method: unigrec, tokenizer.method: soft-rqvae, unigrec.teacher: "{run:sasrec}/model"}
     derive: {kind: spearman, source: tokenizers, target: evaluate/recall@10}   # computed, no runs
-    # source: [tokenizers, r3vae-ablation] pools suites (runs named SUITE/RUN; same_as runs counted once)
+    # source: [tokenizers, r3vae-ablation] pools suites (runs named SUITE/RUN; same_as runs counted once);
+    # where: {tokenizer.n_levels: 3} ranks only the runs whose records have that config
     compare: {baseline: rkmeans, metrics: [evaluate/recall@10]}   # every run against one, in seed stds
 
 Overrides use the config's dotted keys, so an unknown key fails when the suite is
