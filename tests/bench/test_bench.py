@@ -254,22 +254,26 @@ def test_spearman_pools_suites_counts_a_same_as_run_once_and_filters_on_config(t
     d = tmp_path / "benchmarks"
     d.mkdir()
     (d / "a.yaml").write_text("name: a\ntitle: a\nstages: [prepare]\nruns:\n  - name: r0\n  - name: r1\n")
-    (d / "b.yaml").write_text("name: b\ntitle: b\nstages: [prepare]\nruns:\n  - name: r1\n    same_as: a/r1\n  - name: v\n  - name: flat\n")
+    (d / "b.yaml").write_text(
+        "name: b\ntitle: b\nstages: [prepare]\nruns:\n  - name: r1\n    same_as: a/r1\n  - name: own\n    same_as: a/r0\n  - name: v\n  - name: flat\n"
+    )
     corr = "name: {}\ntitle: p\nderive: {{kind: spearman, source: {}, target: evaluate/recall@10, metrics: [m/a]{}}}\n"
     (d / "pool.yaml").write_text(corr.format("pool", "[a, b]", ""))
     (d / "deep.yaml").write_text(corr.format("deep", "[a, b]", ", where: {tokenizer.n_levels: 3}"))
     (d / "bad.yaml").write_text(corr.format("bad", "[]", ""))
     (d / "badwhere.yaml").write_text(corr.format("badwhere", "a", ", where: [3]"))
-    for suite, run, i, levels in (("a", "r0", 0, 3), ("a", "r1", 1, 3), ("b", "r1", 1, 3), ("b", "v", 2, 3), ("b", "flat", 3, 1)):
+    # b/r1 is a copy of a/r1's record (same_as, equal configs); b/own declares same_as a/r0 but trained itself
+    runs = (("a", "r0", 0, 3), ("a", "r1", 1, 3), ("b", "r1", 1, 3), ("b", "v", 2, 3), ("b", "flat", 3, 1), ("b", "own", 4, 3))
+    for suite, run, i, levels in runs:
         (tmp_path / "results" / suite).mkdir(parents=True, exist_ok=True)
-        record = {"run": run, "quick": False, "config": {"tokenizer": {"n_levels": levels}},
+        record = {"run": run, "seed": 0, "quick": False, "config": {"tokenizer": {"n_levels": levels}},
                   "metrics": {"evaluate/recall@10": 0.01 * i, "m/a": float(-i) if levels == 3 else 9.0}}  # fmt: skip
         (tmp_path / "results" / suite / f"{run}-seed0.json").write_text(json.dumps(record))
     md = tmp_path / "BENCHMARKS.md"
     write_report(md, tmp_path / "results", d, ("pool", "deep"))
     pool, deep = md.read_text().split("<!-- bench:deep -->")
-    assert "| m/a | +0.200 | 0.92 | 4 | — |" in pool and "(a/r0, a/r1, b/flat, b/v)" in pool  # b/r1 is a/r1's record
-    assert "| m/a | -1.000 | 0.33 | 3 | — |" in deep and "where `tokenizer.n_levels = 3` (a/r0, a/r1, b/v)" in deep
+    assert "| m/a | -0.400 | 0.52 | 5 | — |" in pool and "(a/r0, a/r1, b/flat, b/own, b/v)" in pool
+    assert "| m/a | -1.000 | 0.08 | 4 | — |" in deep and "where `tokenizer.n_levels = 3` (a/r0, a/r1, b/own, b/v)" in deep
     with pytest.raises(SidrecError, match="derive.source must be a suite name or a list of them"):
         write_report(md, tmp_path / "results", d, ("bad",))
     with pytest.raises(SidrecError, match="derive.where must map config keys to values"):

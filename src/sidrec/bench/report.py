@@ -153,8 +153,8 @@ def _spearman(x: list[float], y: list[float]) -> tuple[float, float]:
 def _pooled_records(suite: Suite, results_dir: Path) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
     """``derive.source``'s suites and their records by run; runs of several suites are named ``SUITE/RUN``.
 
-    A run declared ``same_as`` another suite's run carries that run's records (bench/runner.py reuses
-    them), so with several sources it is left out: pooling it would count one tokenizer twice.
+    A run declared ``same_as`` another suite's run reuses that run's records when their configs are
+    equal (bench/runner.py); such copies are left out, since pooling them would count one tokenizer twice.
     """
     source = suite.derive.get("source")
     sources = [source] if isinstance(source, str) else source
@@ -164,8 +164,14 @@ def _pooled_records(suite: Suite, results_dir: Path) -> tuple[list[str], dict[st
         return sources, load_records(results_dir, safe_name(sources[0], f"{suite.path}: derive.source"))
     pooled: dict[str, list[dict[str, Any]]] = {}
     for name in sources:
-        copies = {r.name for r in load_suite(name, suite.path.parent).runs if r.same_as}
-        pooled |= {f"{name}/{run}": recs for run, recs in load_records(results_dir, name).items() if run not in copies}
+        same_as = {r.name: r.same_as for r in load_suite(name, suite.path.parent).runs if r.same_as}
+        for run, recs in load_records(results_dir, name).items():
+            if run in same_as:
+                other, other_run = same_as[run].split("/")
+                originals = {x["seed"]: x["metrics"] for x in load_records(results_dir, other).get(other_run, []) if "seed" in x}
+                if all(originals.get(x.get("seed")) == x["metrics"] for x in recs):
+                    continue
+            pooled[f"{name}/{run}"] = recs
     return sources, pooled
 
 
