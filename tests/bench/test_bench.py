@@ -262,12 +262,15 @@ def test_spearman_pools_suites_counts_a_same_as_run_once_and_filters_on_config(t
     (d / "deep.yaml").write_text(corr.format("deep", "[a, b]", ", where: {tokenizer.n_levels: 3}"))
     (d / "bad.yaml").write_text(corr.format("bad", "[]", ""))
     (d / "badwhere.yaml").write_text(corr.format("badwhere", "a", ", where: [3]"))
-    # b/r1 is a copy of a/r1's record (same_as, equal configs); b/own declares same_as a/r0 but trained itself
+    # b/r1's record is the runner's copy of a/r1's (same_as, equal configs: it names its origin);
+    # b/own declares same_as a/r0 but trained itself (its config differed), so its record is its own
     runs = (("a", "r0", 0, 3), ("a", "r1", 1, 3), ("b", "r1", 1, 3), ("b", "v", 2, 3), ("b", "flat", 3, 1), ("b", "own", 4, 3))
     for suite, run, i, levels in runs:
         (tmp_path / "results" / suite).mkdir(parents=True, exist_ok=True)
         record = {"run": run, "seed": 0, "quick": False, "config": {"tokenizer": {"n_levels": levels}},
                   "metrics": {"evaluate/recall@10": 0.01 * i, "m/a": float(-i) if levels == 3 else 9.0}}  # fmt: skip
+        if (suite, run) == ("b", "r1"):
+            record["same_as"] = str(tmp_path / "results" / "a" / "r1-seed0.json")
         (tmp_path / "results" / suite / f"{run}-seed0.json").write_text(json.dumps(record))
     md = tmp_path / "BENCHMARKS.md"
     write_report(md, tmp_path / "results", d, ("pool", "deep"))

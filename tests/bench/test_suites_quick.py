@@ -39,9 +39,8 @@ def test_quick_suite_runs_every_run(name: str, quick_results: Path):
 @pytest.mark.parametrize("name", DERIVED)
 def test_derived_suite_reports_from_quick_records(name: str, quick_results: Path, tmp_path: Path):
     suite = load_suite(name, SUITE_DIR)
-    sources = suite.derive["source"]
     results = tmp_path / "results"
-    for source in [sources] if isinstance(sources, str) else sources:  # a derived suite may pool several
+    for source in suite.derive["source"]:  # a derived suite may pool several
         quick = quick_results / "results" / "quick" / source
         if not quick.is_dir():
             run_suite(load_suite(source, SUITE_DIR), quick=True, results_dir=quick_results / "results", work_root=quick_results / "runs")

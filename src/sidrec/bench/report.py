@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from sidrec.bench.suite import Suite, available_suites, load_suite, safe_name
+from sidrec.bench.suite import Suite, available_suites, load_suite
 from sidrec.config import dotted
 from sidrec.errors import SidrecError
 from sidrec.io import atomic_open
@@ -150,43 +150,33 @@ def _spearman(x: list[float], y: list[float]) -> tuple[float, float]:
     return float(res.statistic), math.nan if math.isnan(res.statistic) else float(res.pvalue)
 
 
-def _pooled_records(suite: Suite, results_dir: Path) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
-    """``derive.source``'s suites and their records by run; runs of several suites are named ``SUITE/RUN``.
+def _pooled_records(suite: Suite, results_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Records of ``derive.source``'s suites by run; runs of several suites are named ``SUITE/RUN``.
 
-    A run declared ``same_as`` another suite's run reuses that run's records when their configs are
-    equal (bench/runner.py); such copies are left out, since pooling them would count one tokenizer twice.
+    A record the runner copied from another suite's run (``same_as``, equal configs; the copy names its
+    origin under ``same_as``) is that run's measurement: pooled, it would count one tokenizer twice.
     """
-    source = suite.derive.get("source")
-    sources = [source] if isinstance(source, str) else source
-    if not isinstance(sources, list) or not sources or not all(isinstance(x, str) for x in sources):
-        raise SidrecError(f"{suite.path}: derive.source must be a suite name or a list of them, got {source!r}")
+    sources = suite.derive["source"]
     if len(sources) == 1:
-        return sources, load_records(results_dir, safe_name(sources[0], f"{suite.path}: derive.source"))
+        return load_records(results_dir, sources[0])
     pooled: dict[str, list[dict[str, Any]]] = {}
     for name in sources:
-        same_as = {r.name: r.same_as for r in load_suite(name, suite.path.parent).runs if r.same_as}
         for run, recs in load_records(results_dir, name).items():
-            if run in same_as:
-                other, other_run = same_as[run].split("/")
-                originals = {x["seed"]: x["metrics"] for x in load_records(results_dir, other).get(other_run, []) if "seed" in x}
-                if all(originals.get(x.get("seed")) == x["metrics"] for x in recs):
-                    continue
-            pooled[f"{name}/{run}"] = recs
-    return sources, pooled
+            if own := [x for x in recs if "same_as" not in x]:
+                pooled[f"{name}/{run}"] = own
+    return pooled
 
 
 def _derived_table(suite: Suite, results_dir: Path) -> str:
     d = suite.derive
     if d.get("kind") != "spearman":
         raise SidrecError(f"{suite.path}: derive.kind must be 'spearman', got {d.get('kind')!r}")
-    sources, records = _pooled_records(suite, results_dir)
-    named = ", ".join(f"`{x}`" for x in sources)
-    where = d.get("where") or {}  # {dotted config key: value}: rank only the runs configured so
-    if not isinstance(where, dict):
-        raise SidrecError(f"{suite.path}: derive.where must map config keys to values, got {where!r}")
-    if where:
-        records = {r: recs for r, recs in records.items() if all(dotted(x.get("config", {})).get(k) == v for x in recs for k, v in where.items())}
-        named += " where " + ", ".join(f"`{k} = {v}`" for k, v in where.items())
+    records = _pooled_records(suite, results_dir)
+    named = ", ".join(f"`{x}`" for x in d["source"])
+    if d["where"]:  # rank only the runs configured so
+        configs = {r: [dotted(x.get("config", {})) for x in recs] for r, recs in records.items()}
+        records = {r: recs for r, recs in records.items() if all(c.get(k) == v for c in configs[r] for k, v in d["where"].items())}
+        named += " where " + ", ".join(f"`{k} = {v}`" for k, v in d["where"].items())
     runs = [r for r, recs in sorted(records.items()) if all(d["target"] in x["metrics"] for x in recs)]
     if len(runs) < 3:
         return f"_Needs full-budget records of at least 3 runs of {named} (have {len(runs)})._\n"

@@ -205,6 +205,22 @@ def _compare(path: Path, raw: Any, names: list[str]) -> dict[str, Any]:
     return {"baseline": raw["baseline"], "metrics": list(metrics)}
 
 
+def _derive(path: Path, raw: Any) -> dict[str, Any]:
+    """The suite's ``derive`` block with ``source`` as a list of suite names and ``where`` checked."""
+    if not raw:
+        return {}
+    if not isinstance(raw, dict):
+        raise SidrecError(f"{path}: derive must be {{kind: spearman, source: SUITE or [SUITE, ...], target: METRIC, ...}}, got {raw!r}")
+    source = raw.get("source")
+    sources = [source] if isinstance(source, str) else source
+    if not isinstance(sources, list) or not sources or not all(isinstance(x, str) for x in sources):
+        raise SidrecError(f"{path}: derive.source must be a suite name or a list of them, got {source!r}")
+    where = raw.get("where") or {}  # {dotted config key: value}: rank only the runs configured so
+    if not isinstance(where, dict):
+        raise SidrecError(f"{path}: derive.where must map config keys to values, got {where!r}")
+    return {**raw, "source": [safe_name(x, f"{path}: derive.source") for x in sources], "where": where}
+
+
 def data_root() -> Path:
     """Where the real datasets live: ``$SIDREC_DATA`` or ``../shared/data``."""
     return Path(os.environ.get("SIDREC_DATA", "../shared/data"))
@@ -263,7 +279,7 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
         quick=dict(raw.get("quick") or {}),
         columns=tuple(raw.get("columns") or ()),
         runs=tuple(runs),
-        derive=dict(raw.get("derive") or {}),
+        derive=_derive(path, raw.get("derive")),
         notes=raw.get("notes", ""),
         path=path,
         start=load_config(_suite_file(path, str(raw["config"]), "config file")) if raw.get("config") else Config(),
