@@ -5,7 +5,8 @@
 
 The protocol stops a run when validation NDCG@10 has not improved for ``train.patience`` = 2
 evaluations (1,000 steps apart, 5,000 users). Part 1 lists every record's best and last step
-beside its test metrics and ranks best step against test Recall@10 (Spearman, scipy), because a
+beside its test metrics and ranks best step against test Recall@10 (Spearman, with the permutation
+p of the `correlation` tables, sidrec.bench.report), because a
 run stopped early in a noisy validation dip would test lower for reasons that are not its SIDs.
 
 Part 2 reads copies of finished bench run directories that were resumed with a longer patience
@@ -20,11 +21,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
-import subprocess
 from pathlib import Path
 
-from scipy.stats import spearmanr
+from sidrec.bench.report import _spearman, load_records
+from sidrec.bench.runner import git_state
 
 RESULTS = Path(__file__).parent / "results"
 METRICS = ("evaluate/recall@10", "evaluate/ndcg@10")
@@ -32,13 +32,8 @@ METRICS = ("evaluate/recall@10", "evaluate/ndcg@10")
 
 def records(suites: list[str]) -> dict[str, dict]:
     """``suite/run-seedK`` -> record, skipping r3vae-ablation's λ 0.01 rows (copies of tokenizers' r3vae)."""
-    out = {}
-    for suite in suites:
-        for f in sorted((RESULTS / suite).glob("*.json")):
-            if suite == "r3vae-ablation" and f.stem.startswith("lambda-0.01-"):
-                continue
-            out[f"{suite}/{f.stem}"] = json.loads(f.read_text())
-    return out
+    return {f"{suite}/{run}-seed{r['seed']}": r for suite in suites for run, recs in load_records(RESULTS, suite).items()
+            for r in recs if not (suite == "r3vae-ablation" and run == "lambda-0.01")}
 
 
 def part1(recs: dict[str, dict]) -> None:
@@ -50,7 +45,7 @@ def part1(recs: dict[str, dict]) -> None:
               f"{m[METRICS[1]]:7.4f} {m['train/best_valid/ndcg@10']:8.4f}")
     best = [r["metrics"]["train/best_step"] for _, r in rows]
     for key in METRICS:
-        rho, p = spearmanr(best, [r["metrics"][key] for _, r in rows])
+        rho, p = _spearman(best, [r["metrics"][key] for _, r in rows])
         print(f"Spearman(best step, test {key.split('/')[1]}) = {rho:+.3f} (p {p:.3f}, n {len(rows)})")
 
 
@@ -60,7 +55,7 @@ def val_curve(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def part2(dirs: list[Path], recs: dict[str, dict], write: bool) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_state()["commit"][:7]
     for d in dirs:
         name = f"{d.parent.name}/{d.name}"
         rec = recs[name]
@@ -78,7 +73,7 @@ def part2(dirs: list[Path], recs: dict[str, dict], write: bool) -> None:
                 "record": name, "record_git": rec["git"]["commit"][:7], "analysed_at": commit,
                 "command": f"sidrec train -c {d}/run_config.yaml -w {d} --resume train.patience=4; "
                            f"sidrec evaluate -c {d}/run_config.yaml -w {d}",
-                "machine": rec["machine"] | {"python": platform.python_version()},
+                "machine": rec["machine"],  # the resume ran where the record did
                 "patience_2": {"best_step": rec["metrics"]["train/best_step"], "steps": rec["metrics"]["train/steps"], **old},
                 "patience_4": {"best_step": summary["best_step"], "steps": summary["steps"],
                                "train_seconds": summary["train_seconds"], **new},
